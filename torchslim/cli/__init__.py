@@ -1,0 +1,1 @@
+"""The ``torchslim`` command line."""

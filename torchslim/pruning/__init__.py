@@ -1,0 +1,47 @@
+"""Pruning: importance scorer × sparsity allocator × schedule.
+
+Public names are loaded on first use so that ``import torchslim.pruning`` stays cheap and
+capabilities that are still being built do not break the others.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Pruner": "torchslim.pruning.base",
+    "CompressResult": "torchslim.pruning.base",
+    "LevelPruner": "torchslim.pruning.pruners",
+    "L1NormPruner": "torchslim.pruning.pruners",
+    "L2NormPruner": "torchslim.pruning.pruners",
+    "FPGMPruner": "torchslim.pruning.pruners",
+    "L1FilterPruner": "torchslim.pruning.pruners",
+    "L2FilterPruner": "torchslim.pruning.pruners",
+    "ScoreContext": "torchslim.pruning.importance",
+    "register_importance": "torchslim.pruning.importance",
+    "get_importance": "torchslim.pruning.importance",
+    "available_importances": "torchslim.pruning.importance",
+    "auto_set_dependency_group_ids": "torchslim.pruning.dependency",
+    # data-driven pruners
+    "SlimPruner": "torchslim.pruning.data_pruners",
+    "TaylorPruner": "torchslim.pruning.data_pruners",
+    "TaylorFOWeightPruner": "torchslim.pruning.data_pruners",
+    "ActivationAPoZRankPruner": "torchslim.pruning.data_pruners",
+    "ActivationMeanRankPruner": "torchslim.pruning.data_pruners",
+    "MovementPruner": "torchslim.pruning.data_pruners",
+    # schedules
+    "LinearPruner": "torchslim.pruning.schedules",
+    "AGPPruner": "torchslim.pruning.schedules",
+    "LotteryTicketPruner": "torchslim.pruning.schedules",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'torchslim.pruning' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
