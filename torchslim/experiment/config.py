@@ -1,0 +1,273 @@
+"""Experiment configuration: one dataclass, read from NNI's v1 or v2 YAML or from Python.
+
+Every key is checked: an unknown one raises :class:`ConfigError` naming it and the keys
+allowed where it appeared. Relative paths in a YAML file resolve against the file's folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from torchslim.errors import ConfigError, require
+from torchslim.experiment.searchspace import SearchSpace, load_search_space
+
+TRAINING_SERVICES = ("local", "ray")
+# NNI platforms we know of but do not run: say what to use instead
+_OTHER_PLATFORMS = ("remote", "pai", "openpai", "kubeflow", "frameworkcontroller", "aml", "dlc",
+                    "adl", "hybrid", "dlts", "paiyarn")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any, key: str) -> float | None:
+    """'100h', '30m', '45s', '1d' or a number of seconds -> seconds (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"{key} is {value!r}; allowed: a positive duration like '30s', '10m', "
+                          f"'100h', '1d' or a number of seconds")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything an experiment needs (snake_case of NNI's v2 keys)."""
+
+    search_space: dict[str, Any]
+    trial_command: str | None = None
+    trial_function: Callable[..., Any] | None = None
+    trial_code_directory: str = "."
+    trial_concurrency: int = 1
+    max_trial_number: int | None = None
+    max_experiment_duration: float | None = None
+    max_trial_duration: float | None = None
+    trial_gpu_number: int = 0
+    tuner: str = "TPE"
+    tuner_args: dict[str, Any] = field(default_factory=dict)
+    assessor: str | None = None
+    assessor_args: dict[str, Any] = field(default_factory=dict)
+    training_service: str = "local"
+    ray_address: str | None = None
+    experiment_name: str = "experiment"
+    experiments_dir: str | None = None
+
+    @property
+    def optimize_mode(self) -> str:
+        return self.tuner_args.get("optimize_mode", "maximize")
+
+    def validate(self, require_trial: bool = True) -> "ExperimentConfig":
+        """Check and normalise every field in place; returns self.
+
+        ``require_trial=False`` allows neither command nor function (a stored function
+        experiment opened for viewing).
+        """
+        from torchslim.experiment.tuners import canonical_name
+
+        if isinstance(self.search_space, SearchSpace):
+            self.search_space = self.search_space.spec
+        SearchSpace.parse(self.search_space)
+        no_trial = self.trial_command is None and self.trial_function is None
+        if (self.trial_command is not None and self.trial_function is not None) or (
+                no_trial and require_trial):
+            raise ConfigError("give exactly one of trial_command (trialCommand) and "
+                              "trial_function (Python API)")
+        if self.trial_command is not None and (not isinstance(self.trial_command, str)
+                                               or not self.trial_command.strip()):
+            raise ConfigError(f"trialCommand is {self.trial_command!r}; allowed: a non-empty "
+                              f"shell command string")
+        if self.trial_function is not None and not callable(self.trial_function):
+            raise ConfigError(f"trial_function is {self.trial_function!r}; allowed: a callable")
+        self.trial_concurrency = _positive_int(self.trial_concurrency, "trialConcurrency")
+        if self.max_trial_number is not None:
+            self.max_trial_number = _positive_int(self.max_trial_number, "maxTrialNumber")
+        self.max_experiment_duration = parse_duration(self.max_experiment_duration,
+                                                      "maxExperimentDuration")
+        self.max_trial_duration = parse_duration(self.max_trial_duration, "maxTrialDuration")
+        self.trial_gpu_number = _positive_int(self.trial_gpu_number, "trialGpuNumber", minimum=0)
+        self.tuner = canonical_name(self.tuner)
+        for key in ("tuner_args", "assessor_args"):
+            if not isinstance(getattr(self, key), Mapping):
+                raise ConfigError(f"{key} (classArgs) is {getattr(self, key)!r}; allowed: a mapping")
+            setattr(self, key, dict(getattr(self, key)))
+        self.training_service = check_platform(self.training_service)
+        self.trial_code_directory = str(Path(self.trial_code_directory).expanduser().resolve())
+        if not Path(self.trial_code_directory).is_dir():
+            raise ConfigError(f"trialCodeDirectory {self.trial_code_directory!r} is not a folder")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (the trial function is kept by name only)."""
+        data = dataclasses.asdict(dataclasses.replace(self, trial_function=None))
+        fn = self.trial_function
+        data["trial_function"] = None if fn is None else f"{fn.__module__}.{fn.__qualname__}"
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any],
+                  trial_function: Callable[..., Any] | None = None) -> "ExperimentConfig":
+        """Inverse of :meth:`to_dict` (a function trial needs its function back)."""
+        values = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        values["trial_function"] = trial_function
+        return cls(**values)
+
+
+def _positive_int(value: Any, key: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key} is {value!r}; allowed: an integer >= {minimum}")
+    return value
+
+
+def check_platform(platform: Any, key: str = "trainingService.platform") -> str:
+    name = str(platform).lower()
+    if name in TRAINING_SERVICES:
+        return name
+    if name in _OTHER_PLATFORMS:
+        raise ConfigError(f"{key} {platform!r} is not supported, use ray (a Ray cluster by "
+                          f"address) or local")
+    raise ConfigError(f"{key} is {platform!r}; allowed: {', '.join(TRAINING_SERVICES)}")
+
+
+# ---- YAML ---------------------------------------------------------------------------
+
+_V1_MARKERS = ("authorName", "maxExecDuration", "maxTrialNum", "searchSpacePath",
+               "trainingServicePlatform", "trial")
+
+
+def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {section!r}")
+    unknown = [k for k in section if k not in allowed]
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {where}; allowed keys: "
+                          f"{', '.join(allowed)}")
+
+
+def _no_annotation(raw: Mapping[str, Any]) -> None:
+    if raw.get("useAnnotation"):
+        raise ConfigError("useAnnotation: true is not supported; put the search space in "
+                          "searchSpaceFile / searchSpace and call torchslim.get_next_parameter()")
+
+
+def _resolve(base: Path, value: Any) -> str | None:
+    return None if value is None else str((base / str(value)).expanduser().resolve())
+
+
+def _space_from(raw: Mapping[str, Any], file_key: str, inline_key: str | None,
+                base: Path, where: str) -> dict[str, Any]:
+    if raw.get(file_key) is not None:
+        return load_search_space(_resolve(base, raw[file_key])).spec
+    if inline_key and raw.get(inline_key) is not None:
+        return raw[inline_key]
+    wanted = f"{file_key} or {inline_key}" if inline_key else file_key
+    raise ConfigError(f"{where} has no search space; give {wanted}")
+
+
+_V2_TOP = ("experimentName", "searchSpaceFile", "searchSpace", "trialCommand",
+           "trialCodeDirectory", "trialConcurrency", "maxTrialNumber", "maxExperimentDuration",
+           "maxTrialDuration", "trialGpuNumber", "tuner", "assessor", "trainingService",
+           "experimentWorkingDirectory", "useAnnotation", "description")
+_V2_TUNER = ("name", "classArgs")
+_V2_SERVICE = ("platform", "address", "useActiveGpu", "gpuIndices", "maxTrialNumberPerGpu")
+
+
+def _from_v2(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig:
+    _check_keys(raw, _V2_TOP, where)
+    _no_annotation(raw)
+    tuner = raw.get("tuner") or {"name": "TPE"}
+    _check_keys(tuner, _V2_TUNER, f"{where} 'tuner'")
+    assessor = raw.get("assessor") or {}
+    _check_keys(assessor, _V2_TUNER, f"{where} 'assessor'")
+    service = raw.get("trainingService") or {"platform": "local"}
+    if isinstance(service, list):
+        raise ConfigError(f"trainingService in {where} is a list (hybrid); it is not supported, "
+                          f"use ray")
+    _check_keys(service, _V2_SERVICE, f"{where} 'trainingService'")
+    return ExperimentConfig(
+        search_space=_space_from(raw, "searchSpaceFile", "searchSpace", base, where),
+        trial_command=raw.get("trialCommand"),
+        trial_code_directory=_resolve(base, raw.get("trialCodeDirectory", ".")),
+        trial_concurrency=raw.get("trialConcurrency", 1),
+        max_trial_number=raw.get("maxTrialNumber"),
+        max_experiment_duration=raw.get("maxExperimentDuration"),
+        max_trial_duration=raw.get("maxTrialDuration"),
+        trial_gpu_number=raw.get("trialGpuNumber", 0),
+        tuner=tuner.get("name", "TPE"),
+        tuner_args=tuner.get("classArgs") or {},
+        assessor=assessor.get("name"),
+        assessor_args=assessor.get("classArgs") or {},
+        training_service=check_platform(service.get("platform", "local")),
+        ray_address=service.get("address"),
+        experiment_name=str(raw.get("experimentName") or "experiment"),
+        experiments_dir=_resolve(base, raw.get("experimentWorkingDirectory")),
+    )
+
+
+_V1_TOP = ("authorName", "experimentName", "trialConcurrency", "maxExecDuration", "maxTrialNum",
+           "searchSpacePath", "useAnnotation", "tuner", "assessor", "trial",
+           "trainingServicePlatform", "logDir", "rayConfig", "description")
+_V1_TUNER = ("builtinTunerName", "classArgs")
+_V1_ASSESSOR = ("builtinAssessorName", "classArgs")
+_V1_TRIAL = ("command", "codeDir", "gpuNum")
+_V1_RAY = ("address",)
+
+
+def _from_v1(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig:
+    _check_keys(raw, _V1_TOP, f"{where} (NNI v1 form)")
+    _no_annotation(raw)
+    tuner = raw.get("tuner") or {"builtinTunerName": "TPE"}
+    _check_keys(tuner, _V1_TUNER, f"{where} 'tuner'")
+    assessor = raw.get("assessor") or {}
+    _check_keys(assessor, _V1_ASSESSOR, f"{where} 'assessor'")
+    trial = raw.get("trial") or {}
+    _check_keys(trial, _V1_TRIAL, f"{where} 'trial'")
+    ray = raw.get("rayConfig") or {}
+    _check_keys(ray, _V1_RAY, f"{where} 'rayConfig'")
+    return ExperimentConfig(
+        search_space=_space_from(raw, "searchSpacePath", None, base, where),
+        trial_command=trial.get("command"),
+        trial_code_directory=_resolve(base, trial.get("codeDir", ".")),
+        trial_concurrency=raw.get("trialConcurrency", 1),
+        max_trial_number=raw.get("maxTrialNum"),
+        max_experiment_duration=raw.get("maxExecDuration"),
+        trial_gpu_number=trial.get("gpuNum", 0),
+        tuner=tuner.get("builtinTunerName", "TPE"),
+        tuner_args=tuner.get("classArgs") or {},
+        assessor=assessor.get("builtinAssessorName"),
+        assessor_args=assessor.get("classArgs") or {},
+        training_service=check_platform(raw.get("trainingServicePlatform", "local"),
+                                        "trainingServicePlatform"),
+        ray_address=ray.get("address"),
+        experiment_name=str(raw.get("experimentName") or "experiment"),
+        experiments_dir=_resolve(base, raw.get("logDir")),
+    )
+
+
+def config_from_mapping(raw: Mapping[str, Any], base_dir: str | Path = ".",
+                        where: str = "experiment config") -> ExperimentConfig:
+    """Build a validated config from a parsed v1 or v2 mapping."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a YAML mapping of keys, got {type(raw).__name__}")
+    base = Path(base_dir).expanduser().resolve()
+    is_v1 = any(k in raw for k in _V1_MARKERS)
+    config = (_from_v1 if is_v1 else _from_v2)(raw, base, where)
+    return config.validate()
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read an NNI-style experiment YAML (v1 or v2 form)."""
+    yaml = require("yaml", "experiment", "Reading experiment YAML")
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read experiment config {str(p)!r}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"experiment config {str(p)!r} is not valid YAML: {exc}") from exc
+    return config_from_mapping(raw, p.parent, where=f"experiment config {str(p)!r}")

@@ -1,0 +1,61 @@
+"""Built-in tuners, by NNI name (``tuner.name`` / ``builtinTunerName``)."""
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Mapping
+
+from torchslim.errors import ConfigError
+from torchslim.experiment.searchspace import SearchSpace
+from torchslim.experiment.tuners.base import NoMoreTrials, Tuner, check_optimize_mode
+
+__all__ = ["TUNERS", "NoMoreTrials", "Tuner", "create_tuner", "tuner_class"]
+
+# NNI name -> "module:class" (imported on use: TPE pulls in Optuna)
+TUNERS = {
+    "TPE": "torchslim.experiment.tuners.tpe:TPETuner",
+    "Random": "torchslim.experiment.tuners.random:RandomTuner",
+    "Anneal": "torchslim.experiment.tuners.anneal:AnnealTuner",
+    "Evolution": "torchslim.experiment.tuners.evolution:EvolutionTuner",
+    "GridSearch": "torchslim.experiment.tuners.grid:GridSearchTuner",
+    "Hyperband": "torchslim.experiment.tuners.hyperband:HyperbandTuner",
+}
+_ALIASES = {name.lower(): name for name in TUNERS} | {"grid": "GridSearch", "randomsearch": "Random"}
+
+
+def canonical_name(name: str, key: str = "tuner.name") -> str:
+    """The NNI spelling of a tuner name (case-insensitive)."""
+    found = _ALIASES.get(str(name).lower())
+    if found is None:
+        raise ConfigError(f"{key} is {name!r}; allowed: {', '.join(TUNERS)}")
+    return found
+
+
+def tuner_class(name: str) -> type[Tuner]:
+    module, cls = TUNERS[canonical_name(name)].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def check_class_args(cls: type, args: Mapping[str, Any], key: str, skip: tuple[str, ...]) -> None:
+    """Raise ConfigError for class args ``cls`` does not take (naming the allowed ones)."""
+    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *skip)]
+    unknown = sorted(set(args) - set(params))
+    if unknown:
+        raise ConfigError(f"{key} has unknown argument(s) {unknown} for {cls.__name__}; "
+                          f"allowed: {', '.join(params)}")
+    if "optimize_mode" in args:
+        check_optimize_mode(args["optimize_mode"], f"{key}.optimize_mode")
+
+
+def create_tuner(name: str, search_space: SearchSpace | Mapping[str, Any],
+                 class_args: Mapping[str, Any] | None = None) -> Tuner:
+    """Build tuner ``name`` (NNI name) with its classArgs, validating them."""
+    cls = tuner_class(name)
+    args = dict(class_args or {})
+    check_class_args(cls, args, "tuner.classArgs", skip=("search_space",))
+    try:
+        return cls(search_space, **args)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"tuner.classArgs {args} are invalid for {canonical_name(name)}: {exc}") from exc
