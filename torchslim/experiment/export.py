@@ -1,0 +1,46 @@
+"""Export trials as JSON (NNI-style records) or CSV (one column per parameter)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Iterable, Mapping
+
+from torchslim.errors import ConfigError
+from torchslim.experiment.store import TrialRecord
+
+FORMATS = ("csv", "json")
+_FIXED = ("trialJobId", "sequence", "status", "value", "duration", "startTime", "endTime",
+          "exitCode", "error", "stdout", "stderr")
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'_name': 'x', 'b': 1}} -> {'a._name': 'x', 'a.b': 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def export_trials(records: Iterable[TrialRecord], fmt: str) -> str:
+    """The trials as text in ``fmt`` ('csv' or 'json')."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"export format is {fmt!r}; allowed: {', '.join(FORMATS)}")
+    rows = [r.to_dict() for r in records]
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    flat_params = [flatten(r["parameter"]) for r in rows]
+    param_cols = sorted({k for p in flat_params for k in p})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*_FIXED, *param_cols, "intermediate"])
+    for row, params in zip(rows, flat_params):
+        value = row["value"]["default"] if isinstance(row["value"], dict) else row["value"]
+        fixed = [value if k == "value" else row[k] for k in _FIXED]
+        writer.writerow([*fixed, *(params.get(k, "") for k in param_cols),
+                         json.dumps(row["intermediate"])])
+    return out.getvalue()
