@@ -1,7 +1,8 @@
 """Search spaces in NNI's JSON form: validation, sampling and grid enumeration.
 
 A search space maps a parameter name to ``{"_type": ..., "_value": [...]}``. ``choice``
-options may be nested dicts carrying a ``_name`` whose other keys are parameters again.
+options may be nested dicts carrying a ``_name`` whose other keys are parameters again (or
+plain constant values).
 
 Tuners never see the JSON: they answer the questions a :class:`Suggester` is asked while
 :meth:`SearchSpace.sample` walks the tree (which option? which float in [low, high]?).
@@ -44,6 +45,7 @@ _NUMERIC_ARITY: dict[str, tuple[str, ...]] = {
     "qlognormal": ("mu", "sigma", "q"),
 }
 TYPES = ("choice", *_NUMERIC_ARITY)
+_CONSTANT = "constant"  # a plain value inside a nested choice option
 
 # normal-family parameters are sampled as a probability u and mapped through the inverse
 # CDF, so every tuner only ever needs bounded floats; clipping u keeps the tails finite
@@ -131,6 +133,8 @@ class Param:
             value, sub_raw = _sample_params(content, s)
             raw.update(sub_raw)
             return {"_name": name, **value}, raw
+        if self.type == _CONSTANT:
+            return self.options[0][1], {}
         if self.type == "randint":
             lower, upper = int(self.args[0]), int(self.args[1])
             n = s.integer(self.path, lower, upper - 1)
@@ -163,6 +167,8 @@ class Param:
                 subs = [{}] if name is None else _grid_params(content)
                 points.extend({self.path: idx, **sub} for sub in subs)
             return points
+        if self.type == _CONSTANT:
+            return [{}]
         if self.type == "randint":
             return [{self.path: n} for n in range(int(self.args[0]), int(self.args[1]))]
         if self.type == "quniform":
@@ -274,7 +280,11 @@ def _parse_params(spec: Any, prefix: str) -> Iterator[Param]:
         if not isinstance(name, str) or not name or "." in name or "[" in name:
             raise ConfigError(f"search space parameter name {name!r} {where} must be a non-empty "
                               f"string without '.' or '['")
-        yield _parse_param(sub, f"{prefix}.{name}" if prefix else name)
+        path = f"{prefix}.{name}" if prefix else name
+        if prefix and not isinstance(sub, Mapping):
+            yield Param(path, _CONSTANT, options=((None, sub),))  # fixed value in a branch
+        else:
+            yield _parse_param(sub, path)
 
 
 def _parse_param(spec: Any, path: str) -> Param:
