@@ -6,9 +6,7 @@ fast. Everything else is loaded on first attribute access.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from torchslim._lazy import lazy_getattr
 from torchslim.errors import ConfigError, MissingDependencyError, SpeedupError, TorchSlimError
 
 __version__ = "0.1.0"
@@ -40,10 +38,4 @@ _LAZY = {
 __all__ = ["ConfigError", "MissingDependencyError", "SpeedupError", "TorchSlimError", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'torchslim' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

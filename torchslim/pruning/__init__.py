@@ -5,8 +5,7 @@ capabilities that are still being built do not break the others.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from torchslim._lazy import lazy_getattr
 
 _LAZY = {
     "Pruner": "torchslim.pruning.base",
@@ -38,10 +37,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'torchslim.pruning' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
