@@ -138,11 +138,16 @@ class Pruner:
     # --- public API -------------------------------------------------------------------------
     def compress(self) -> CompressResult:
         """Compute masks and attach them; returns ``(model, masks)``."""
+        self.update_masks()
+        return CompressResult(self.model, self.get_masks())
+
+    def update_masks(self) -> Masks:
+        """One pruning step at the current settings (schedules call this repeatedly)."""
         masks = self._custom_masks() if self._has_custom_calc_mask() else self.generate_masks(
             self.compute_scores(self.collect_data())
         )
         self.apply_masks(masks)
-        return CompressResult(self.model, self.get_masks())
+        return masks
 
     def apply_masks(self, masks: Masks) -> None:
         if self._keeper is None:

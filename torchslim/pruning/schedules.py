@@ -1,0 +1,291 @@
+"""Schedules: prune a little, train, prune more — around any pruner.
+
+A schedule wraps a *sub-pruner* (any importance: L1, Taylor, APoZ, a custom ``calc_mask``...)
+and raises its sparsity over ``total_times`` pruning steps, one every ``interval_steps``
+optimizer steps of the user's training loop (driven through the evaluator). After the last
+step the masks are frozen and training goes on as fine-tuning until ``max_steps`` /
+``max_epochs``.
+
+* :class:`LinearPruner`: ratio grows linearly.
+* :class:`AGPPruner`: Automated Gradual Pruning's cubic curve (Zhu & Gupta, 2017).
+* :class:`LotteryTicketPruner`: each step prunes the same share of the remaining weights and
+  rewinds the survivors (and optimizer state) to their initial values (Frankle & Carbin, 2019).
+
+Forms accepted::
+
+    AGPPruner(TaylorPruner(model, cfg, evaluator, training_steps=100), interval_steps=100, total_times=30)
+    AGPPruner(model, cfg, optimizer, trainer, criterion, num_iterations=10, epochs_per_iteration=1,
+              pruning_algorithm='l1')                       # v2: compress() trains
+    AGPPruner(model, cfg, optimizer, pruning_algorithm='level', num_iterations=10)   # v1: the user
+              # trains and calls pruner.update_epoch(epoch) at the start of each epoch
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from torchslim.errors import ConfigError
+from torchslim.evaluator import as_evaluator
+from torchslim.pruning.base import CompressResult, Masks, Pruner
+from torchslim.pruning.data_pruners import DataPruner
+from torchslim.pruning.progress import TargetRatios, cubic, is_due, linear, lottery_ratio
+
+# v2's pruning_algorithm names -> pruner class path (module, class)
+_ALGORITHMS = {
+    "level": ("torchslim.pruning.pruners", "LevelPruner"),
+    "l1": ("torchslim.pruning.pruners", "L1NormPruner"),
+    "l2": ("torchslim.pruning.pruners", "L2NormPruner"),
+    "fpgm": ("torchslim.pruning.pruners", "FPGMPruner"),
+    "slim": ("torchslim.pruning.data_pruners", "SlimPruner"),
+    "taylor": ("torchslim.pruning.data_pruners", "TaylorPruner"),
+    "taylorfo": ("torchslim.pruning.data_pruners", "TaylorPruner"),
+    "apoz": ("torchslim.pruning.data_pruners", "ActivationAPoZRankPruner"),
+    "mean_activation": ("torchslim.pruning.data_pruners", "ActivationMeanRankPruner"),
+}
+
+
+def make_pruner(algorithm: str, model: nn.Module, config_list: Sequence[Mapping[str, Any]],
+                evaluator: Any = None, **params: Any) -> Pruner:
+    """A sub-pruner from a v2 ``pruning_algorithm`` name."""
+    import importlib
+
+    if algorithm not in _ALGORITHMS:
+        raise ConfigError(f"unknown pruning_algorithm {algorithm!r}; allowed: {', '.join(sorted(_ALGORITHMS))}")
+    module, name = _ALGORITHMS[algorithm]
+    cls = getattr(importlib.import_module(module), name)
+    if issubclass(cls, DataPruner):
+        return cls(model, config_list, evaluator, **params)
+    return cls(model, config_list, **params)
+
+
+class ScheduledPruner:
+    """Base of the schedules; subclasses define :meth:`ratio_at`.
+
+    Parameters
+    ----------
+    pruner: the sub-pruner (its config_list gives the *final* sparsity).
+    interval_steps: optimizer steps between two pruning steps.
+    total_times: number of pruning steps.
+    evaluator: drives training; defaults to the sub-pruner's evaluator.
+    """
+
+    def __init__(self, pruner: Pruner | nn.Module, interval_steps: int | Sequence[Mapping[str, Any]] = 100,
+                 total_times: Any = 10, evaluator: Any = None, *legacy: Any, **kwargs: Any) -> None:
+        self.epochs_per_iteration: int | None = None  # set by the v1/v2 forms
+        if isinstance(pruner, nn.Module):
+            pruner, evaluator, interval_steps, total_times = self._from_v2(
+                pruner, interval_steps, total_times, evaluator, *legacy, **kwargs)
+        elif legacy or kwargs:
+            raise TypeError(f"{type(self).__name__}(pruner, interval_steps, total_times, evaluator) got extra "
+                            f"arguments {list(legacy) + list(kwargs)}")
+        if not isinstance(pruner, Pruner):
+            raise TypeError(f"{type(self).__name__} wraps a torchslim Pruner, got {type(pruner).__name__}")
+        if int(total_times) < 1 or int(interval_steps) < 1:
+            raise ValueError(f"interval_steps and total_times must be >= 1, got {interval_steps}, {total_times}")
+        self.pruner = pruner
+        self.interval_steps, self.total_times = int(interval_steps), int(total_times)
+        self.evaluator = evaluator if evaluator is not None else pruner.evaluator
+        if self.evaluator is not None:
+            self.evaluator.bind_model(pruner.model)
+        self.ratios = TargetRatios(pruner)
+        self.times_done = 0
+        self._step = 0
+
+    # --- what a schedule is ----------------------------------------------------------------------
+    def ratio_at(self, final: float, time: int) -> float:
+        """Sparsity of a target whose final ratio is ``final`` after pruning step ``time``."""
+        raise NotImplementedError
+
+    def after_pruning(self) -> None:
+        """Hook run after each pruning step (the lottery ticket rewinds weights here)."""
+
+    # --- public API --------------------------------------------------------------------------------
+    @property
+    def model(self) -> nn.Module:
+        return self.pruner.model
+
+    @property
+    def frozen(self) -> bool:
+        """True once the final sparsity is reached: masks no longer change."""
+        return self.times_done >= self.total_times
+
+    def compress(self, max_steps: int | None = None, max_epochs: int | None = None) -> CompressResult:
+        """Train through the evaluator, pruning every ``interval_steps``; returns ``(model, masks)``.
+
+        Without limits, trains exactly ``interval_steps * total_times`` steps. In the v2 form
+        (built with a trainer) runs ``num_iterations`` × (prune, ``epochs_per_iteration`` epochs).
+        """
+        if self.epochs_per_iteration is not None and self.evaluator is not None:
+            return self._compress_v2()
+        if self.evaluator is None:
+            if max_steps is None and max_epochs is None:  # v1: the user trains and calls update_epoch
+                self.update_epoch(0)
+                return CompressResult(self.model, self.get_masks())
+            raise ValueError(f"{type(self).__name__}.compress(max_steps, max_epochs) needs an evaluator")
+        if max_steps is None and max_epochs is None:
+            max_steps = self.interval_steps * self.total_times
+        self._step = 0
+        handle = self.evaluator.on_after_step(self._after_step)
+        self._start_data()
+        try:
+            self.evaluator.train(max_steps=max_steps, max_epochs=max_epochs)
+        finally:
+            handle.remove()
+            self._stop_data()
+        if not self.frozen:
+            warnings.warn(
+                f"{type(self).__name__}: training ended after {self._step} steps, before the last of "
+                f"{self.total_times} pruning steps (every {self.interval_steps}); pruning to the final "
+                "sparsity now, without fine-tuning", stacklevel=2,
+            )
+            self._prune(self.total_times)
+        return CompressResult(self.model, self.get_masks())
+
+    def update_epoch(self, epoch: int) -> None:
+        """v1: call at the start of each epoch; prunes to the epoch's scheduled sparsity."""
+        time = min(epoch // (self.epochs_per_iteration or 1) + 1, self.total_times)
+        if time > self.times_done:
+            self._prune(time)
+
+    def step(self) -> None:
+        """v1: called after each mini-batch; schedules here act per epoch or via compress()."""
+
+    def get_masks(self) -> Masks:
+        return self.pruner.get_masks()
+
+    def unwrap_model(self) -> nn.Module:
+        return self.pruner.unwrap_model()
+
+    def export_model(self, *args: Any, **kwargs: Any) -> None:
+        self.pruner.export_model(*args, **kwargs)
+
+    def sparsity_report(self) -> list[dict[str, Any]]:
+        return self.pruner.sparsity_report()
+
+    # --- internals ---------------------------------------------------------------------------------
+    def _after_step(self) -> None:
+        self._step += 1
+        if not self.frozen and is_due(self._step, self.interval_steps):
+            self._prune(self.times_done + 1)
+            if self.frozen:
+                self._stop_data()  # statistics are no longer needed: fine-tuning is plain training
+
+    def _prune(self, time: int) -> None:
+        self.ratios.set(lambda final: self.ratio_at(final, time))
+        self.pruner.update_masks()
+        self.times_done = time
+        self.after_pruning()
+
+    def _start_data(self) -> None:
+        if isinstance(self.pruner, DataPruner) and not self.frozen:
+            self.pruner.start_collecting()
+
+    def _stop_data(self) -> None:
+        if isinstance(self.pruner, DataPruner):
+            self.pruner.stop_collecting()
+
+    def _compress_v2(self) -> CompressResult:
+        for time in range(self.times_done + 1, self.total_times + 1):
+            self._prune(time)
+            self.evaluator.train(max_epochs=self.epochs_per_iteration)
+        return CompressResult(self.model, self.get_masks())
+
+    def _from_v2(self, model: nn.Module, config_list: Any, optimizer: Any = None, trainer: Any = None,
+                 criterion: Any = None, num_iterations: int = 10, epochs_per_iteration: int = 1,
+                 pruning_algorithm: str = "level", pruning_params: Mapping[str, Any] | None = None,
+                 dummy_input: Any = None, **extra: Any) -> tuple[Pruner, Any, int, int]:
+        if isinstance(config_list, (int, float)) or config_list is None:
+            raise TypeError(f"{type(self).__name__}(model, config_list, ...) needs a config_list")
+        evaluator = as_evaluator(None, optimizer=optimizer, trainer=trainer, criterion=criterion,
+                                 dummy_input=dummy_input)
+        pruner = make_pruner(pruning_algorithm, model, config_list, evaluator, **dict(pruning_params or {}), **extra)
+        self.epochs_per_iteration = int(epochs_per_iteration)
+        return pruner, evaluator, 1, int(num_iterations)
+
+
+class LinearPruner(ScheduledPruner):
+    """Sparsity grows linearly: ``final * time / total_times``."""
+
+    def ratio_at(self, final: float, time: int) -> float:
+        return final * linear(time / self.total_times)
+
+
+class AGPPruner(ScheduledPruner):
+    """Automated Gradual Pruning: ``final * (1 - (1 - time / total_times) ** 3)``."""
+
+    def ratio_at(self, final: float, time: int) -> float:
+        return final * cubic(time / self.total_times)
+
+
+class LotteryTicketPruner(ScheduledPruner):
+    """Iterative magnitude pruning with rewinding (the lottery ticket hypothesis).
+
+    Each pruning step removes the same share of the remaining weights; with ``reset_weights``
+    the surviving weights, buffers and optimizer / lr-scheduler state go back to what they
+    were when this pruner was created, and training continues from there.
+
+    v1 form: ``LotteryTicketPruner(model, [{'prune_iterations': 5, 'sparsity': 0.8, ...}],
+    optimizer, lr_scheduler=...)`` then ``for _ in pruner.get_prune_iterations():
+    pruner.prune_iteration_start(); train(...)`` (iteration 0 trains the dense model).
+    """
+
+    def __init__(self, pruner: Pruner | nn.Module, interval_steps: Any = 100, total_times: Any = 10,
+                 evaluator: Any = None, *legacy: Any, reset_weights: bool | None = None,
+                 reset_weight: bool | None = None, lr_scheduler: Any = None, **kwargs: Any) -> None:
+        v1_state: list[Any] = []
+        if isinstance(pruner, nn.Module) and isinstance(interval_steps, (list, tuple)):
+            config_list = [dict(entry) for entry in interval_steps]
+            for entry in config_list:
+                if "prune_iterations" in entry:
+                    kwargs["num_iterations"] = int(entry.pop("prune_iterations"))
+            interval_steps = config_list
+            if isinstance(total_times, torch.optim.Optimizer) and evaluator is None and not legacy:
+                v1_state = [total_times, lr_scheduler]  # v1: (model, config_list, optimizer)
+        super().__init__(pruner, interval_steps, total_times, evaluator, *legacy, **kwargs)
+        self.reset_weights = next((v for v in (reset_weights, reset_weight) if v is not None), True)
+        self._initial_weights = copy.deepcopy(self.model.state_dict())
+        if self.evaluator is not None:
+            self._restore_training = _restorer(self.evaluator)
+        else:
+            self._restore_training = _restorer(*[obj for obj in v1_state if obj is not None])
+        self._v1_iteration = 0
+
+    def ratio_at(self, final: float, time: int) -> float:
+        return lottery_ratio(final, time, self.total_times)
+
+    @torch.no_grad()
+    def after_pruning(self) -> None:
+        if not self.reset_weights:
+            return
+        self.model.load_state_dict(self._initial_weights)
+        self.pruner.apply_masks(self.pruner.get_masks())  # the rewound weights get their zeros back
+        self._restore_training()
+
+    def get_prune_iterations(self) -> range:
+        """v1: one dense iteration, then one per pruning step."""
+        return range(self.total_times + 1)
+
+    def prune_iteration_start(self) -> None:
+        """v1: call at the start of each iteration; prunes and rewinds from the second one on."""
+        if self._v1_iteration > 0:
+            self._prune(min(self._v1_iteration, self.total_times))
+        self._v1_iteration += 1
+
+
+def _restorer(*stateful: Any) -> Any:
+    """A function putting objects with ``state_dict`` (optimizers, schedulers, evaluators) back
+    to their current state."""
+    saved = [(obj, copy.deepcopy(obj.state_dict())) for obj in stateful if hasattr(obj, "state_dict")]
+
+    def restore() -> None:
+        for obj, state in saved:
+            obj.load_state_dict(copy.deepcopy(state))
+
+    return restore
+
+
+__all__ = ["AGPPruner", "LinearPruner", "LotteryTicketPruner", "ScheduledPruner", "make_pruner"]
