@@ -1,7 +1,6 @@
 """Shared fixtures: an isolated experiments folder and small trial scripts."""
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 
@@ -41,4 +40,3 @@ def code_dir(tmp_path: Path) -> Path:
     return folder
 
 
-PYTHON = sys.executable
