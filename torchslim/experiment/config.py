@@ -149,6 +149,14 @@ def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str
                           f"{', '.join(allowed)}")
 
 
+def _section(raw: Mapping[str, Any], key: str, allowed: tuple[str, ...],
+             where: str) -> Mapping[str, Any]:
+    """The sub-mapping ``raw[key]`` ({} when absent), its keys checked."""
+    section = raw.get(key) or {}
+    _check_keys(section, allowed, f"{where} {key!r}")
+    return section
+
+
 def _no_annotation(raw: Mapping[str, Any]) -> None:
     if raw.get("useAnnotation"):
         raise ConfigError("useAnnotation: true is not supported; put the search space in "
@@ -180,15 +188,12 @@ _V2_SERVICE = ("platform", "address", "useActiveGpu", "gpuIndices", "maxTrialNum
 def _from_v2(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig:
     _check_keys(raw, _V2_TOP, where)
     _no_annotation(raw)
-    tuner = raw.get("tuner") or {"name": "TPE"}
-    _check_keys(tuner, _V2_TUNER, f"{where} 'tuner'")
-    assessor = raw.get("assessor") or {}
-    _check_keys(assessor, _V2_TUNER, f"{where} 'assessor'")
-    service = raw.get("trainingService") or {"platform": "local"}
-    if isinstance(service, list):
+    tuner = _section(raw, "tuner", _V2_TUNER, where)
+    assessor = _section(raw, "assessor", _V2_TUNER, where)
+    if isinstance(raw.get("trainingService"), list):
         raise ConfigError(f"trainingService in {where} is a list (hybrid); it is not supported, "
                           f"use ray")
-    _check_keys(service, _V2_SERVICE, f"{where} 'trainingService'")
+    service = _section(raw, "trainingService", _V2_SERVICE, where)
     return ExperimentConfig(
         search_space=_space_from(raw, "searchSpaceFile", "searchSpace", base, where),
         trial_command=raw.get("trialCommand"),
@@ -221,14 +226,10 @@ _V1_RAY = ("address",)
 def _from_v1(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig:
     _check_keys(raw, _V1_TOP, f"{where} (NNI v1 form)")
     _no_annotation(raw)
-    tuner = raw.get("tuner") or {"builtinTunerName": "TPE"}
-    _check_keys(tuner, _V1_TUNER, f"{where} 'tuner'")
-    assessor = raw.get("assessor") or {}
-    _check_keys(assessor, _V1_ASSESSOR, f"{where} 'assessor'")
-    trial = raw.get("trial") or {}
-    _check_keys(trial, _V1_TRIAL, f"{where} 'trial'")
-    ray = raw.get("rayConfig") or {}
-    _check_keys(ray, _V1_RAY, f"{where} 'rayConfig'")
+    tuner = _section(raw, "tuner", _V1_TUNER, where)
+    assessor = _section(raw, "assessor", _V1_ASSESSOR, where)
+    trial = _section(raw, "trial", _V1_TRIAL, where)
+    ray = _section(raw, "rayConfig", _V1_RAY, where)
     return ExperimentConfig(
         search_space=_space_from(raw, "searchSpacePath", None, base, where),
         trial_command=trial.get("command"),

@@ -1,0 +1,98 @@
+"""One auto-compression trial: prune a pretrained LeNet as the tuner says, fine-tune, score.
+
+Parameters (from ``torchslim.get_next_parameter()``, see search_space.json):
+``prune_method`` = {'_name': 'agp' | 'level' | 'l1', 'conv1_sparsity', 'conv2_sparsity',
+'fc1_sparsity'}. Reports the test accuracy after each fine-tuning epoch, then
+``{'default': score, ...}`` with score = accuracy (%) - PENALTY * remaining-parameter share,
+so the tuner trades accuracy against size.
+
+Run by hand (no experiment) it uses the defaults below and prints its results.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+import torch
+
+import torchslim
+from torchslim.datasets import load_mnist
+from torchslim.models import LeNet
+from torchslim.pruning import AGPPruner, L1NormPruner, LevelPruner
+from torchslim.utils.training import evaluate_accuracy, train_epochs
+
+PENALTY = 10.0          # accuracy points per 100% of parameters kept
+FINETUNE_EPOCHS = 2
+PRETRAIN_EPOCHS = 3
+LAYERS = ("conv1", "conv2", "fc1")
+CACHE = Path(__file__).resolve().parent / ".cache" / "lenet_dense.pt"
+DEFAULTS = {"prune_method": {"_name": "level", "conv1_sparsity": 0.5, "conv2_sparsity": 0.5,
+                             "fc1_sparsity": 0.8}}
+
+
+def pretrained_lenet(train) -> LeNet:
+    """The dense LeNet, trained once and shared by all trials (a lock keeps concurrent
+    trials from training it twice)."""
+    CACHE.parent.mkdir(exist_ok=True)
+    with open(CACHE.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not CACHE.exists():
+            model = train_epochs(LeNet(), train, PRETRAIN_EPOCHS, lr=1e-3, seed=0)
+            torch.save(model.state_dict(), CACHE.with_suffix(".tmp"))
+            os.replace(CACHE.with_suffix(".tmp"), CACHE)
+    model = LeNet()
+    model.load_state_dict(torch.load(CACHE))
+    return model
+
+
+def remaining_parameters(model: torch.nn.Module, masks: dict) -> int:
+    """Parameters left after pruning: a pruned channel/weight costs nothing once the model
+    is sped up (counted from the masks: non-zero weights plus all biases)."""
+    total = 0
+    for name, module in model.named_modules():
+        for pname, param in module.named_parameters(recurse=False):
+            mask = masks.get(name, {}).get(pname)
+            total += int(mask.sum()) if mask is not None else param.numel()
+    return total
+
+
+def main() -> None:
+    torch.set_num_threads(1)  # trials run side by side: one core each
+    torch.manual_seed(0)
+    params = torchslim.get_next_parameter() or DEFAULTS
+    method = params["prune_method"]
+    name = method["_name"]
+    config_list = [{"op_names": [layer], "sparse_ratio": method[f"{layer}_sparsity"]}
+                   for layer in LAYERS]
+    train, test = load_mnist()
+    model = pretrained_lenet(train)
+    dense = sum(p.numel() for p in model.parameters())
+    start = time.time()
+
+    if name == "agp":
+        # gradual: sparsity grows over the fine-tuning epochs (AGP's cubic schedule)
+        pruner = AGPPruner(LevelPruner(model, config_list), interval_steps=1,
+                           total_times=FINETUNE_EPOCHS)
+        pruner.compress()
+    else:
+        pruner = (LevelPruner if name == "level" else L1NormPruner)(model, config_list)
+        pruner.compress()
+    for epoch in range(FINETUNE_EPOCHS):
+        if name == "agp":
+            pruner.update_epoch(epoch)
+        train_epochs(model, train, 1, lr=5e-4, seed=epoch + 1)
+        torchslim.report_intermediate_result(evaluate_accuracy(model, test))
+    masks = pruner.get_masks()
+    accuracy = evaluate_accuracy(model, test)
+    kept = remaining_parameters(model, masks)
+    score = accuracy - PENALTY * kept / dense
+    torchslim.report_final_result({
+        "default": score, "accuracy": accuracy, "parameters": kept, "dense_parameters": dense,
+        "parameter_reduction": 1 - kept / dense, "method": name, "seconds": time.time() - start,
+    })
+
+
+if __name__ == "__main__":
+    main()
