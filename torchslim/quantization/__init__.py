@@ -1,0 +1,28 @@
+"""Quantization: fake-quant training / calibration with hooks, calibration config, real int8 models.
+
+Quantizers (``QATQuantizer``, ``PtqQuantizer``, ``LsqQuantizer``, ``NaiveQuantizer``,
+``DoReFaQuantizer``, ``BNNQuantizer``) attach fake quantization to a model in place and
+return NNI's calibration config; :func:`deploy` turns model + calibration config into a
+model running int8 kernels (PyTorch x86 / fbgemm, or onnxruntime QDQ).
+"""
+from torchslim.quantization.base import CalibrationConfig, Quantizer
+from torchslim.quantization.config import DEFAULT_QUANT_TYPES, QuantDtype, TargetSpec
+from torchslim.quantization.fake_quant import QuantGrad, QuantType, StraightThrough
+from torchslim.quantization.observers import EMAObserver, MSEObserver, Observer, PercentileObserver, qparams
+from torchslim.quantization.quantizers import (
+    BNNQuantizer, DoReFaQuantizer, LsqQuantizer, NaiveQuantizer, PtqQuantizer, QATQuantizer,
+)
+
+
+def deploy(*args, **kwargs):
+    """See :func:`torchslim.quantization.deploy.deploy` (imported lazily: it pulls in FX / onnx)."""
+    from torchslim.quantization.deploy import deploy as _deploy
+
+    return _deploy(*args, **kwargs)
+
+
+__all__ = [
+    "BNNQuantizer", "CalibrationConfig", "DEFAULT_QUANT_TYPES", "DoReFaQuantizer", "EMAObserver", "LsqQuantizer",
+    "MSEObserver", "NaiveQuantizer", "Observer", "PercentileObserver", "PtqQuantizer", "QATQuantizer", "QuantDtype",
+    "QuantGrad", "QuantType", "Quantizer", "StraightThrough", "TargetSpec", "deploy", "qparams",
+]

@@ -1,0 +1,346 @@
+"""The quantizer: config_list → per-tensor fake quantizers attached by hooks → calibration config.
+
+Subclasses choose the per-tensor quantizer class, the observers and the defaults; see
+``quantizers.py``. The base class is usable as is to *simulate* a given calibration
+config (``Quantizer(model, config_list).update_calibration_config(cfg)``), as in NNI 3.0.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from torchslim.config import resolve_config
+from torchslim.errors import ConfigError
+from torchslim.pruning.base import CompressResult
+from torchslim.quantization.config import DEFAULT_QUANT_TYPES, TargetSpec
+from torchslim.quantization.fake_quant import QuantGrad, QuantType
+from torchslim.quantization.hooks import ModuleQuant, attach, canonical_target, detach
+from torchslim.quantization.targets import CustomTargetQuant, TargetQuant
+
+CalibrationConfig = dict[str, dict[str, dict[str, Any]]]
+
+
+def _first_tensor(batch: Any) -> Any:
+    if isinstance(batch, (list, tuple)):
+        return batch[0]
+    if isinstance(batch, Mapping):
+        return next(iter(batch.values()))
+    return batch
+
+
+def _is_evaluator(obj: Any) -> bool:
+    return hasattr(obj, "train") and hasattr(obj, "bind_model")
+
+
+class Quantizer:
+    """Base class of all quantizers.
+
+    Parameters
+    ----------
+    model: modified in place (hooks only: classes, parameters and state_dict keys unchanged).
+    config_list: NNI v2 (``quant_types`` / ``quant_bits`` ...) or 3.0 (``target_names`` /
+        ``quant_dtype`` ...) entries, mixed freely.
+    evaluator: a :class:`torchslim.TorchEvaluator` (3.0 form; ``compress(max_steps, max_epochs)``
+        then trains through it). For the v2 form pass an optimizer here, or nothing, and train
+        the model yourself after ``compress()``.
+    quant_start_step: training forward passes before fake quantization starts (observers
+        already run); a config entry's ``quant_start_step`` overrides it.
+    bn_folding: QAT BN folding: True folds every conv → BatchNorm pair found by tracing the
+        model, or give ``{conv_name: bn_name}``.
+    """
+
+    target_quant: type[TargetQuant] = TargetQuant
+    activation_observer: Any = "minmax"
+    weight_observer: Any = "minmax"
+    default_targets: tuple[str, ...] = ("_input_", "weight")
+    default_dtype = "int8"
+    default_scheme = "affine"
+    initial_mode = "auto"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config_list: Sequence[Mapping[str, Any]],
+        evaluator: Any = None,
+        quant_start_step: int | Any = 0,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        dummy_input: Any = None,
+        bn_folding: bool | Mapping[str, str] = False,
+        existing_quantizer: "Quantizer | None" = None,
+    ) -> None:
+        if isinstance(evaluator, torch.optim.Optimizer):  # v2: (model, config_list, optimizer, dummy_input)
+            optimizer, evaluator = evaluator, None
+        if isinstance(quant_start_step, torch.Tensor):
+            dummy_input, quant_start_step = quant_start_step, 0
+        if evaluator is not None and not _is_evaluator(evaluator):
+            raise TypeError(f"evaluator must be a torchslim Evaluator (e.g. TorchEvaluator), got {type(evaluator).__name__}")
+        if isinstance(quant_start_step, bool) or not isinstance(quant_start_step, int) or quant_start_step < 0:
+            raise ConfigError(f"invalid value {quant_start_step!r} for 'quant_start_step'; allowed: a non-negative integer")
+        self.model = model
+        self.config_list = config_list
+        self.evaluator = evaluator
+        self.optimizer = optimizer
+        self.dummy_input = dummy_input
+        self.quant_start_step = quant_start_step
+        self._quant_grad: type[QuantGrad] = QuantGrad
+        self.previous = existing_quantizer
+        self.settings = resolve_config(
+            model, config_list, "quantization", default_types=DEFAULT_QUANT_TYPES, default_targets=self.default_targets
+        )
+        self._modules = dict(model.named_modules())
+        self.states: dict[str, ModuleQuant] = {}
+        bn_pairs = self._bn_pairs(bn_folding)
+        for name, targets in self.settings.items():
+            module = self._modules[name]
+            quants = {}
+            for target, settings in targets.items():
+                target = canonical_target(target)
+                self._check_io_target(name, target)
+                quants[target] = self.make_target(name, module, target, settings)
+            if "weight" in quants:
+                self._add_observed_io(quants)
+            self.states[name] = ModuleQuant(name, quants, bn=self._modules[bn_pairs[name]] if name in bn_pairs else None)
+            attach(module, self.states[name])
+
+    # --- building blocks a subclass may override ----------------------------------------------
+    def make_target(self, name: str, module: nn.Module, target: str, settings: Mapping[str, Any]) -> TargetQuant:
+        """The fake quantizer of ``module.<target>`` for this algorithm."""
+        spec = TargetSpec.from_settings(dict(settings), self.default_dtype, self.default_scheme, self.quant_start_step)
+        quant_type = QuantType.of_target(target)
+        custom = self._custom_method(quant_type)
+        if custom:
+            config = {"op_name": name, "op_type": type(module).__name__, "target": target, **settings}
+            return CustomTargetQuant(spec, quant_type, self, config)
+        observer = self.weight_observer if quant_type is QuantType.WEIGHT else self.activation_observer
+        quant = self.target_quant(spec, quant_type, observer, self.initial_mode)
+        quant.grad = self._quant_grad
+        return quant
+
+    @property
+    def quant_grad(self) -> type[QuantGrad]:
+        """The autograd Function used for fake quantization (set a :class:`QuantGrad` subclass)."""
+        return self._quant_grad
+
+    @quant_grad.setter
+    def quant_grad(self, grad: type[QuantGrad]) -> None:
+        self._quant_grad = grad
+        for state in getattr(self, "states", {}).values():
+            for quant in state.targets.values():
+                quant.grad = grad
+
+    def _add_observed_io(self, quants: dict[str, TargetQuant]) -> None:
+        """Track the input / output ranges of a quantized layer even where the config keeps them float:
+        an int8 deployment must quantize them too (see ``observe_only``)."""
+        for target, quant_type in (("_input_0", QuantType.INPUT), ("_output_0", QuantType.OUTPUT)):
+            if target not in quants:
+                spec = TargetSpec.from_settings({}, "uint8", "affine")
+                quant = TargetQuant(spec, quant_type, self.activation_observer, "auto")
+                quant.observe_only = True
+                quants[target] = quant
+
+    # --- public API ----------------------------------------------------------------------------
+    def compress(self, max_steps: int | None = None, max_epochs: int | None = None) -> CompressResult:
+        """Train through the evaluator when given steps/epochs; returns ``(model, calibration_config)``."""
+        self._compress_previous()
+        if self.evaluator is not None and (max_steps is not None or max_epochs is not None):
+            self.evaluator.bind_model(self.model)
+            self._before_training()
+            self.model.train()
+            self.evaluator.train(max_steps, max_epochs)
+        else:
+            self._before_training()
+        return CompressResult(self.model, self.get_calibration_config())
+
+    def track_forward(self, *inputs: Any) -> None:
+        """One forward pass (eval mode, no grad) that initialises every observer from real data."""
+        modes = self._set_mode("calibrate")
+        was_training = self.model.training
+        try:
+            self.model.eval()
+            with torch.no_grad():
+                self.model(*inputs)
+        finally:
+            self.model.train(was_training)
+            self._restore_mode(modes)
+
+    def calibrate(self, data: Iterable[Any], max_batches: int | None = None) -> None:
+        """Observe activations on ``data`` (batches, or (input, label) pairs) without quantizing."""
+        modes = self._set_mode("calibrate")
+        was_training = self.model.training
+        try:
+            self.model.eval()
+            with torch.no_grad():
+                for i, batch in enumerate(data):
+                    if max_batches is not None and i >= max_batches:
+                        break
+                    self.model(_first_tensor(batch))
+        finally:
+            self.model.train(was_training)
+            self._restore_mode(modes)
+
+    def freeze(self) -> CalibrationConfig:
+        """Fix every scale / zero point (weights observed once more); returns the calibration config."""
+        for name, state in self.states.items():
+            module = self._modules[name]
+            for target, quant in state.targets.items():
+                weight = None
+                if quant.quant_type is QuantType.WEIGHT:
+                    weight = getattr(module, target)
+                    factor = state._bn_factor(weight) if target == "weight" else None
+                    weight = weight if factor is None else weight * factor
+                quant.freeze(weight, module, target)
+        return self.get_calibration_config()
+
+    def get_calibration_config(self) -> CalibrationConfig:
+        """``{module: {'weight' | '_input_0' | '_output_0': {scale, zero_point, quant_dtype, quant_scheme,
+        quant_bits, tracked_min, tracked_max}}}``, as NNI's seeds show."""
+        config: CalibrationConfig = {}
+        for name, state in self.states.items():
+            entries = {}
+            for target, quant in state.targets.items():
+                entry = quant.export()
+                if target == "weight" and state.bn is not None:
+                    entry["fused_bn"] = self._name_of(state.bn)
+                entries[target] = entry
+            config[name] = entries
+        return config
+
+    def update_calibration_config(self, calibration_config: Mapping[str, Mapping[str, Any]]) -> None:
+        """Load scales / zero points (e.g. from another quantizer) and quantize with them from now on."""
+        for name, entries in calibration_config.items():
+            state = self.states.get(name)
+            if state is None:
+                raise ConfigError(f"calibration config names {name!r}, which this quantizer does not quantize; "
+                                  f"quantized modules: {sorted(self.states)}")
+            for target, entry in entries.items():
+                quant = state.targets.get(canonical_target(target))
+                if quant is not None:
+                    quant.load(entry)
+
+    def unwrap_model(self) -> nn.Module:
+        """Remove every quantization hook: the float model remains."""
+        for name in self.states:
+            detach(self._modules[name])
+        return self.model
+
+    def export_model(
+        self,
+        model_path: str | Path | None = None,
+        calibration_path: str | Path | None = None,
+        onnx_path: str | Path | None = None,
+        input_shape: Sequence[int] | None = None,
+        device: str | torch.device | None = None,
+        dummy_input: Any = None,
+    ) -> CalibrationConfig:
+        """Save float weights, the calibration config and optionally an ONNX graph with
+        QuantizeLinear/DequantizeLinear nodes carrying these scales; returns the calibration config."""
+        calibration = self.get_calibration_config()
+        if model_path is not None:  # hooks leave state_dict untouched: the float weights
+            torch.save(self.model.state_dict(), model_path)
+        if calibration_path is not None:
+            torch.save(calibration, calibration_path)
+        if onnx_path is not None:
+            from torchslim.quantization.deploy.onnx_qdq import export_qdq_onnx
+
+            if dummy_input is None:
+                dummy_input = self.dummy_input
+            if dummy_input is None:
+                if input_shape is None:
+                    raise ValueError("export_model(onnx_path=...) needs input_shape or dummy_input")
+                dummy_input = torch.randn(*input_shape)
+            if device is not None:
+                dummy_input = dummy_input.to(device)
+            export_qdq_onnx(self.model, calibration, dummy_input, onnx_path)
+        return calibration
+
+    @classmethod
+    def from_compressor(cls, compressor: Any, new_config_list: Sequence[Mapping[str, Any]], *args: Any,
+                        evaluator: Any = None, **kwargs: Any) -> "Quantizer":
+        """Chain after a pruner (or another compressor) on the same model and evaluator.
+
+        The pruner's masks keep applying (their hook runs before fake quantization), and
+        ``compress()`` first runs the pruner's ``compress()`` if it has no masks yet.
+        """
+        evaluator = evaluator if evaluator is not None else getattr(compressor, "evaluator", None)
+        quantizer = cls(compressor.model, new_config_list, evaluator, *args, **kwargs)
+        quantizer.previous = compressor
+        return quantizer
+
+    # v2 loop compatibility: training loops call these
+    def update_epoch(self, epoch: int) -> None:
+        """No-op (kept for NNI v2 style loops)."""
+
+    def step(self) -> None:
+        """No-op (kept for NNI v2 style loops): steps are counted from training forward passes."""
+
+    # custom v2 quantizers override these three (see ``quant_grad`` for a custom backward)
+    def quantize_weight(self, weight: torch.Tensor, config: dict[str, Any], **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def quantize_input(self, inputs: torch.Tensor, config: dict[str, Any], **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def quantize_output(self, output: torch.Tensor, config: dict[str, Any], **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _before_training(self) -> None:
+        """Hook for subclasses (e.g. LSQ adds its step sizes to the optimizer)."""
+
+    def _compress_previous(self) -> None:
+        prev = self.previous
+        if prev is None or getattr(self, "_previous_done", False):
+            return
+        self._previous_done = True
+        get_masks = getattr(prev, "get_masks", None)
+        if get_masks is not None and not get_masks():
+            prev.compress()
+
+    def _custom_method(self, quant_type: QuantType) -> bool:
+        name = {"weight": "quantize_weight", "input": "quantize_input", "output": "quantize_output"}[quant_type.value]
+        return getattr(type(self), name) is not getattr(Quantizer, name)
+
+    def _check_io_target(self, name: str, target: str) -> None:
+        if target.startswith("_") and not target.split("_", 2)[2].isdigit():
+            raise ConfigError(f"target {target!r} of module {name!r}: input/output targets are '_input_', "
+                              "'_output_' or indexed ('_input_1'); named ones are not supported")
+
+    def _bn_pairs(self, bn_folding: bool | Mapping[str, str]) -> dict[str, str]:
+        if not bn_folding:
+            return {}
+        if isinstance(bn_folding, Mapping):
+            for conv, bn in bn_folding.items():
+                for n in (conv, bn):
+                    if n not in self._modules:
+                        raise ConfigError(f"bn_folding names {n!r}, which is not a module of the model")
+            return dict(bn_folding)
+        from torchslim.quantization.fusion import conv_bn_pairs
+
+        pairs = conv_bn_pairs(self.model, names=[n for n, t in self.settings.items() if "weight" in t])
+        if not pairs:
+            warnings.warn("bn_folding=True but no conv → BatchNorm pair was found", stacklevel=3)
+        return pairs
+
+    def _name_of(self, module: nn.Module) -> str:
+        return next(n for n, m in self._modules.items() if m is module)
+
+    def _set_mode(self, mode: str) -> dict[tuple[str, str], str]:
+        old = {}
+        for name, state in self.states.items():
+            for target, quant in state.targets.items():
+                if quant.quant_type is not QuantType.WEIGHT:
+                    old[(name, target)] = quant.mode
+                    quant.mode = mode
+        return old
+
+    def _restore_mode(self, old: dict[tuple[str, str], str]) -> None:
+        for (name, target), mode in old.items():
+            self.states[name].targets[target].mode = mode
+
+
+__all__ = ["CalibrationConfig", "Quantizer"]

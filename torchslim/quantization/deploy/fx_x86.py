@@ -1,0 +1,209 @@
+"""PyTorch's native int8 CPU path (fbgemm / x86 kernels) built from our calibration config.
+
+torch.fx graph mode prepares the float model (fusing conv → bn → relu, placing one observer
+per quantized tensor); every observer that a calibration entry describes is replaced by a
+fixed one carrying that entry's scale / zero point, weights are re-quantized with the
+calibrated weight scales after conversion, and only tensors the config does not cover keep
+a range observed on the example input (listed in :attr:`X86Int8Model.report`).
+Works on torch 2.x without torchao (``torch.ao.quantization.quantize_fx``).
+"""
+from __future__ import annotations
+
+import operator
+import warnings
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from torchslim.quantization.deploy.common import (
+    activation_qparams, bn_folded_weight, float_copy, is_affine_entry, quantized_weight,
+)
+from torchslim.quantization.fusion import _BN, fused_chains, trace
+
+_COMPUTE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# ops whose output shares the input's quantization (observers look through them)
+_PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Dropout,
+                 nn.Identity, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AvgPool2d)
+_PASS_FUNCTIONS = (F.relu, torch.relu, F.relu6, F.max_pool1d, F.max_pool2d, F.max_pool3d, torch.flatten, F.dropout,
+                   F.adaptive_avg_pool2d, F.avg_pool2d, operator.getitem)
+_PASS_METHODS = ("view", "reshape", "flatten", "relu", "contiguous", "squeeze", "unsqueeze", "permute", "transpose")
+
+
+def _quant_fx():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notices
+        from torch.ao.quantization import QConfig, get_default_qconfig_mapping, quantize_fx
+        from torch.ao.quantization.observer import FixedQParamsObserver, MinMaxObserver, default_per_channel_weight_observer
+    return QConfig, get_default_qconfig_mapping, quantize_fx, FixedQParamsObserver, MinMaxObserver, \
+        default_per_channel_weight_observer
+
+
+class X86Int8Model(nn.Module):
+    """A model running PyTorch's quantized x86 kernels; float in, float out."""
+
+    backend = "x86"
+
+    def __init__(self, graph_module: nn.Module, report: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.model = graph_module
+        self.report = report
+
+    def forward(self, *args: Any) -> Any:
+        with torch.no_grad():
+            return self.model(*args)
+
+
+def _is_pass_through(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules.get(node.target), _PASS_MODULES)
+    if node.op == "call_function":
+        return node.target in _PASS_FUNCTIONS
+    return node.op == "call_method" and node.target in _PASS_METHODS
+
+
+def _consumer_inputs(node: fx.Node, modules: Mapping[str, nn.Module], calibration: Mapping, depth: int = 0) -> list[str]:
+    """Calibration keys ``module._input_0`` of the quantized modules that consume ``node``."""
+    found = []
+    for user in node.users:
+        if user.op == "call_module" and user.target in calibration and "_input_0" in calibration[user.target] \
+                and user.args and user.args[0] is node:
+            found.append(f"{user.target}._input_0")
+        elif depth < 8 and _is_pass_through(user, modules):
+            found += _consumer_inputs(user, modules, calibration, depth + 1)
+    return found
+
+
+def _producer_outputs(name: str, chains: Mapping[str, list[fx.Node]], modules: Mapping[str, nn.Module],
+                      calibration: Mapping) -> list[str]:
+    """Calibration keys ``module._output_0`` describing the output of the fused chain that starts at ``name``.
+
+    A ReLU after a quantized output keeps its grid, so ``conv._output_0`` also describes
+    conv → relu; a BatchNorm in between does not.
+    """
+    chain = chains.get(name, [])
+    has_bn = bool(chain) and chain[0].op == "call_module" and isinstance(modules.get(chain[0].target), _BN)
+    names = [n.target for n in reversed(chain) if n.op == "call_module"] + ([] if has_bn else [name])
+    return [f"{n}._output_0" for n in names if "_output_0" in calibration.get(n, {})]
+
+
+def _lookup(calibration: Mapping, key: str) -> Mapping[str, Any]:
+    module, target = key.rsplit(".", 1)
+    return calibration[module][target]
+
+
+def build_x86(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], example_input: Any) -> X86Int8Model:
+    """Convert ``model`` (fake-quantized or float) to int8 x86 kernels using ``calibration``."""
+    QConfig, get_default_qconfig_mapping, quantize_fx, FixedQParamsObserver, MinMaxObserver, weight_observer = _quant_fx()
+    torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+    plain = float_copy(model)
+    modules = dict(plain.named_modules())
+    graph = trace(plain)
+    if graph is None:
+        raise RuntimeError("the x86 int8 backend needs a torch.fx-traceable model")
+    chains = fused_chains(plain, graph)
+    example = tuple(example_input) if isinstance(example_input, (list, tuple)) else (example_input,)
+
+    qmap = get_default_qconfig_mapping("x86").set_global(
+        QConfig(activation=MinMaxObserver.with_args(dtype=torch.quint8), weight=weight_observer)
+    )
+    # only what the config quantizes becomes int8; other compute layers stay float
+    for name, module in modules.items():
+        if isinstance(module, _COMPUTE) and not is_affine_entry(calibration.get(name, {}).get("weight", {})):
+            qmap.set_module_name(name, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = quantize_fx.prepare_fx(plain, qmap, example)
+        with torch.no_grad():
+            prepared(*example)  # ranges for tensors the calibration config does not describe
+    report = _fix_observers(prepared, modules, chains, calibration, FixedQParamsObserver)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = quantize_fx.convert_fx(prepared)
+    report += _set_weights(quantized, modules, calibration)
+    return X86Int8Model(quantized.eval(), report)
+
+
+def _observer_groups(prepared: fx.GraphModule, modules: Mapping[str, nn.Module]) -> list[list[fx.Node]]:
+    """Observer nodes that must share qparams: ``obs → maxpool/relu/flatten... → obs`` chains."""
+    group_of: dict[fx.Node, list[fx.Node]] = {}
+    groups = []
+    for node in prepared.graph.nodes:
+        if node.op != "call_module" or "activation_post_process" not in str(node.target):
+            continue
+        producer = node.args[0]
+        while _is_pass_through(producer, modules) and producer.args and isinstance(producer.args[0], fx.Node) \
+                and producer.args[0] not in group_of:
+            producer = producer.args[0]
+        head = producer.args[0] if _is_pass_through(producer, modules) and producer.args else None
+        if head in group_of:
+            group_of[head].append(node)
+            group_of[node] = group_of[head]
+        else:
+            group_of[node] = [node]
+            groups.append(group_of[node])
+    return groups
+
+
+def _fix_observers(prepared: fx.GraphModule, modules: Mapping[str, nn.Module], chains: Mapping,
+                   calibration: Mapping, fixed_cls: Any) -> list[dict[str, Any]]:
+    report = []
+    for group in _observer_groups(prepared, modules):
+        keys = []
+        for node in reversed(group):  # the tensor the next quantized layer consumes comes first
+            keys += _consumer_inputs(node, modules, calibration)
+        producer = group[0].args[0]
+        if producer.op == "call_module":
+            keys += _producer_outputs(producer.target, chains, modules, calibration)
+        keys = [k for k in keys if is_affine_entry(_lookup(calibration, k))]
+        keys.sort(key=lambda k: bool(_lookup(calibration, k).get("observed_only")))  # quantized grids first
+        tensor = producer.name
+        if not keys:
+            observer = prepared.get_submodule(group[0].target)
+            scale, zero_point = (float(v) for v in observer.calculate_qparams())
+            source = "observed on example input"
+        else:
+            scale, zero_point = activation_qparams(_lookup(calibration, keys[0]), keys[0])
+            source = keys[0]
+        fixed = fixed_cls(scale, int(zero_point), dtype=torch.quint8, quant_min=0, quant_max=255)
+        for node in group:
+            setattr(prepared, node.target, fixed)
+        report.append({"tensor": tensor, "source": source, "scale": scale, "zero_point": int(zero_point)})
+    return report
+
+
+def _set_weights(quantized: nn.Module, modules: Mapping[str, nn.Module], calibration: Mapping) -> list[dict[str, Any]]:
+    report = []
+    for name, entries in calibration.items():
+        entry = entries.get("weight")
+        if entry is None or not is_affine_entry(entry):
+            continue
+        try:
+            qmod = quantized.get_submodule(name)
+        except AttributeError:
+            continue
+        if not hasattr(qmod, "set_weight_bias"):
+            report.append({"tensor": f"{name}.weight", "source": "left float (no int8 kernel)"})
+            continue
+        weight = modules[name].weight
+        bn_name = entry.get("fused_bn")
+        if bn_name is None and _bn_folded(qmod, modules[name]):
+            report.append({"tensor": f"{name}.weight", "source": "re-quantized after BN folding (per channel)"})
+            continue
+        if bn_name is not None:
+            weight = bn_folded_weight(weight, modules[bn_name])
+        qmod.set_weight_bias(quantized_weight(weight, entry, f"{name}.weight"), qmod.bias())
+        report.append({"tensor": f"{name}.weight", "source": f"{name}.weight"})
+    return report
+
+
+def _bn_folded(qmod: nn.Module, float_module: nn.Module) -> bool:
+    """Whether conversion folded a BatchNorm into this layer (its weight then differs from the float one)."""
+    qweight = qmod.weight()
+    return not torch.allclose(qweight.dequantize(), float_module.weight.detach(), atol=float(qweight.q_per_channel_scales().max()
+                              if qweight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
+                              else qweight.q_scale()) * 1.01)
+
+
+__all__ = ["X86Int8Model", "build_x86"]
