@@ -24,7 +24,9 @@ from torchslim.pruning import AGPPruner, L1NormPruner, LevelPruner
 from torchslim.utils.training import evaluate_accuracy, train_epochs
 
 PENALTY = 10.0          # accuracy points per 100% of parameters kept
-FINETUNE_EPOCHS = 2
+FINETUNE_EPOCHS = 1
+AGP_STEPS = 4
+BATCH_SIZE = 64
 PRETRAIN_EPOCHS = 3
 LAYERS = ("conv1", "conv2", "fc1")
 CACHE = Path(__file__).resolve().parent / ".cache" / "lenet_dense.pt"
@@ -72,17 +74,24 @@ def main() -> None:
     start = time.time()
 
     if name == "agp":
-        # gradual: sparsity grows over the fine-tuning epochs (AGP's cubic schedule)
-        pruner = AGPPruner(LevelPruner(model, config_list), interval_steps=1,
-                           total_times=FINETUNE_EPOCHS)
+        # gradual: AGP's cubic schedule raises sparsity in AGP_STEPS steps during the first
+        # half of the fine-tuning epoch; the rest of the epoch recovers
+        pruner = AGPPruner(LevelPruner(model, config_list), interval_steps=1, total_times=AGP_STEPS)
         pruner.compress()
+        interval = len(train) // BATCH_SIZE // (2 * AGP_STEPS)
+        steps = iter(range(1, 10**9))
+
+        def after_step() -> None:
+            step = next(steps)
+            if step % interval == 0 and step // interval < AGP_STEPS:
+                pruner.update_epoch(step // interval)
     else:
         pruner = (LevelPruner if name == "level" else L1NormPruner)(model, config_list)
         pruner.compress()
+        after_step = None
     for epoch in range(FINETUNE_EPOCHS):
-        if name == "agp":
-            pruner.update_epoch(epoch)
-        train_epochs(model, train, 1, lr=5e-4, seed=epoch + 1)
+        train_epochs(model, train, 1, lr=5e-4, batch_size=BATCH_SIZE, seed=epoch + 1,
+                     after_step=after_step)
         torchslim.report_intermediate_result(evaluate_accuracy(model, test))
     masks = pruner.get_masks()
     accuracy = evaluate_accuracy(model, test)

@@ -116,3 +116,9 @@ def test_missing_optuna_gives_an_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(MissingDependencyError, match=r"TPE tuner.*pip install 'torchslim\[experiment\]'"):
         create_tuner("TPE", SPACE)
+
+
+def test_nni_tuners_we_do_not_provide_say_so():
+    with pytest.raises(ConfigError, match=r"tuner.name 'Hyperband' is an NNI tuner torchslim does "
+                                          r"not provide; allowed: TPE, Random, Anneal"):
+        create_tuner("Hyperband", SPACE)

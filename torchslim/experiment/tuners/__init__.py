@@ -18,14 +18,19 @@ TUNERS = {
     "Anneal": "torchslim.experiment.tuners.anneal:AnnealTuner",
     "Evolution": "torchslim.experiment.tuners.evolution:EvolutionTuner",
     "GridSearch": "torchslim.experiment.tuners.grid:GridSearchTuner",
-    "Hyperband": "torchslim.experiment.tuners.hyperband:HyperbandTuner",
 }
+# NNI tuners we do not provide (yet): named in the error so users know it is not a typo
+_NOT_PROVIDED = ("Hyperband", "BOHB", "SMAC", "MetisTuner", "GPTuner", "PBTTuner", "DNGO",
+                 "NaiveEvolution", "BatchTuner")
 _ALIASES = {name.lower(): name for name in TUNERS} | {"grid": "GridSearch", "randomsearch": "Random"}
 
 
 def canonical_name(name: str, key: str = "tuner.name") -> str:
     """The NNI spelling of a tuner name (case-insensitive)."""
     found = _ALIASES.get(str(name).lower())
+    if str(name).lower() in {n.lower() for n in _NOT_PROVIDED}:
+        raise ConfigError(f"{key} {name!r} is an NNI tuner torchslim does not provide; "
+                          f"allowed: {', '.join(TUNERS)}")
     if found is None:
         raise ConfigError(f"{key} is {name!r}; allowed: {', '.join(TUNERS)}")
     return found
