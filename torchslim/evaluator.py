@@ -22,9 +22,11 @@ Two front ends share this machinery: :class:`TorchEvaluator` (NNI 3.0's
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Sequence
+import inspect
+from typing import Any, Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 StepHook = Callable[[], None]
@@ -210,6 +212,14 @@ class TorchEvaluator(Evaluator):
         self.training_func = training_func
         self.training_step = training_step
 
+    @classmethod
+    def from_dataloader(cls, loader: Iterable[Any], optimizers: Any,
+                        training_step: Callable[..., Any] = None, lr_schedulers: Any = None, *,
+                        lr_step: str = "epoch", **kwargs: Any) -> "TorchEvaluator":
+        """An evaluator whose loop is a plain pass over ``loader`` (cross-entropy by default)."""
+        return cls(dataloader_training_func(loader, lr_step), optimizers, training_step or classification_step,
+                   lr_schedulers, **kwargs)
+
     def _patched_training_step(self, batch: Any, model: nn.Module, *args: Any, **kwargs: Any) -> Any:
         out = self.training_step(batch, model, *args, **kwargs)
         if isinstance(out, torch.Tensor):
@@ -228,7 +238,8 @@ class TorchEvaluator(Evaluator):
 
 
 class TrainerEvaluator(Evaluator):
-    """NNI v2's ``trainer(model, optimizer, criterion, epoch)`` + ``criterion`` (one epoch per call).
+    """NNI v2's ``trainer(model, optimizer, criterion, epoch)`` + ``criterion`` (one epoch per call;
+    v2.5's ``trainer(model, optimizer, criterion)`` works too).
 
     The loss patch wraps ``criterion`` (its ``batch`` argument is None). ``max_steps`` is
     enforced through the optimizer hooks.
@@ -241,6 +252,7 @@ class TrainerEvaluator(Evaluator):
         self.trainer = trainer
         self.criterion = criterion
         self.epoch = 0
+        self._trainer_arity = _positional_arity(trainer, default=4)
 
     def _patched_criterion(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         if self.criterion is None:
@@ -251,11 +263,63 @@ class TrainerEvaluator(Evaluator):
         done = 0
         while max_epochs is None or done < max_epochs:
             before = self._run_steps
-            self.trainer(self.model, self.optimizers[0], self._patched_criterion, self.epoch)
+            args = [self.model, self.optimizers[0], self._patched_criterion, self.epoch]
+            self.trainer(*args[: self._trainer_arity])
             self.epoch += 1
             done += 1
             if self._run_steps == before:  # the trainer took no step: more epochs cannot reach max_steps
                 break
+
+
+def _positional_arity(fn: Callable[..., Any], default: int) -> int:
+    """How many positional arguments ``fn`` takes (v2.5+ trainers drop the epoch argument)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return default
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return default
+    return min(default, sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params))
+
+
+def dataloader_training_func(loader: Iterable[Any], lr_step: str = "epoch") -> Callable[..., None]:
+    """A ready-made ``training_func`` looping over ``loader`` (batches ``(inputs, targets)`` or any
+    object the training step understands); lr schedulers step per ``'epoch'`` or per ``'step'``."""
+    if lr_step not in ("epoch", "step"):
+        raise ValueError(f"lr_step must be 'epoch' or 'step', got {lr_step!r}")
+
+    def training_func(model: nn.Module, optimizers: Any, training_step: Callable[..., Any], lr_schedulers: Any,
+                      max_steps: int | None, max_epochs: int | None) -> None:
+        optimizers, schedulers = _as_list(optimizers), _as_list(lr_schedulers)
+        steps, epoch = 0, 0
+        model.train()
+        while (max_epochs is None or epoch < max_epochs) and (max_steps is None or steps < max_steps):
+            for batch in loader:
+                for opt in optimizers:
+                    opt.zero_grad()
+                out = training_step(batch, model)
+                loss = out["loss"] if isinstance(out, dict) else out[0] if isinstance(out, (tuple, list)) else out
+                loss.backward()
+                for opt in optimizers:
+                    opt.step()
+                steps += 1
+                if lr_step == "step":
+                    for sched in schedulers:
+                        sched.step()
+                if max_steps is not None and steps >= max_steps:
+                    return
+            epoch += 1
+            if lr_step == "epoch":
+                for sched in schedulers:
+                    sched.step()
+
+    return training_func
+
+
+def classification_step(batch: Any, model: nn.Module) -> torch.Tensor:
+    """``training_step`` for ``(inputs, labels)`` batches and cross-entropy."""
+    inputs, labels = batch
+    return F.cross_entropy(model(inputs), labels)
 
 
 def as_evaluator(evaluator: Any = None, *, optimizer: Any = None, trainer: Any = None, criterion: Any = None,
@@ -272,4 +336,7 @@ def as_evaluator(evaluator: Any = None, *, optimizer: Any = None, trainer: Any =
     return TrainerEvaluator(trainer, optimizer, criterion, dummy_input=dummy_input)
 
 
-__all__ = ["Evaluator", "Handle", "StopTraining", "TorchEvaluator", "TrainerEvaluator", "as_evaluator"]
+__all__ = [
+    "Evaluator", "Handle", "StopTraining", "TorchEvaluator", "TrainerEvaluator", "as_evaluator",
+    "classification_step", "dataloader_training_func",
+]

@@ -28,10 +28,18 @@ _LAZY = {
     "ActivationAPoZRankPruner": "torchslim.pruning.data_pruners",
     "ActivationMeanRankPruner": "torchslim.pruning.data_pruners",
     "MovementPruner": "torchslim.pruning.data_pruners",
+    "DataPruner": "torchslim.pruning.data_pruners",
+    "TaylorFOWeightFilterPruner": "torchslim.pruning.data_pruners",
+    "register_data_importance": "torchslim.pruning.data_importance",
+    "Collector": "torchslim.pruning.data_importance",
+    "GradientCollector": "torchslim.pruning.data_importance",
+    "ActivationCollector": "torchslim.pruning.data_importance",
+    "MovementCollector": "torchslim.pruning.data_importance",
     # schedules
     "LinearPruner": "torchslim.pruning.schedules",
     "AGPPruner": "torchslim.pruning.schedules",
     "LotteryTicketPruner": "torchslim.pruning.schedules",
+    "ScheduledPruner": "torchslim.pruning.schedules",
 }
 
 __all__ = sorted(_LAZY)

@@ -54,6 +54,8 @@ def register_importance(name: str) -> Callable[[Scorer], Scorer]:
 def get_importance(name_or_fn: str | Scorer) -> Scorer:
     if callable(name_or_fn):
         return name_or_fn
+    if name_or_fn not in _SCORERS:
+        import torchslim.pruning.data_importance  # noqa: F401  (registers the data-driven scorers)
     try:
         return _SCORERS[name_or_fn]
     except KeyError:
