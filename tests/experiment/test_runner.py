@@ -135,3 +135,15 @@ def test_each_concurrent_trial_gets_its_own_gpu(exp_dir, tmp_path, monkeypatch):
         for b in trials:
             if a is not b and a.value == b.value:
                 assert a.ended <= b.started or b.ended <= a.started
+
+
+def test_rich_progress_view_renders(exp_dir, code_dir, capsys):
+    make(code_dir, {"x": torchslim.uniform(0, 1)}, max_trial_number=3).run(progress="rich")
+    out = capsys.readouterr().out
+    assert "trial_0002" in out and "SUCCEEDED" in out and "trials 3/3" in out
+
+
+def test_plain_progress_lines(exp_dir, code_dir, capsys):
+    make(code_dir, {"x": torchslim.uniform(0, 1)}, max_trial_number=2).run(progress=True)
+    out = capsys.readouterr().out  # not a terminal: plain lines
+    assert "trial_0001 SUCCEEDED value=" in out and "finished (trials 2/2" in out

@@ -139,6 +139,9 @@ class Experiment:
         from torchslim.experiment.runner import Runner
 
         self.create()
+        if self.status == "RUNNING":
+            raise ConfigError(f"experiment {self.id!r} is running in another process; "
+                              f"stop it first")
         listener = None
         if progress:
             from torchslim.experiment.progress import make_progress
