@@ -17,7 +17,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 __all__ = [
@@ -34,16 +33,23 @@ ENV_METRICS_FD = "TORCHSLIM_METRICS_FD"
 STANDALONE_ID = "STANDALONE"
 
 
-@dataclass
 class TrialContext:
-    """Where a trial gets its parameters and sends its results."""
+    """Where a trial gets its parameters and sends its results.
 
-    experiment_id: str = STANDALONE_ID
-    trial_id: str = STANDALONE_ID
-    sequence: int = -1
-    parameters: dict[str, Any] = field(default_factory=dict)
-    # receives each message dict; None means "print it" (standalone run)
-    sink: Callable[[dict[str, Any]], None] | None = None
+    ``sink`` receives each message dict; None means "print it" (a standalone run). A plain
+    class, not a dataclass: ``dataclasses`` pulls in ``inspect``, a cost every trial would pay.
+    """
+
+    __slots__ = ("experiment_id", "trial_id", "sequence", "parameters", "sink")
+
+    def __init__(self, experiment_id: str = STANDALONE_ID, trial_id: str = STANDALONE_ID,
+                 sequence: int = -1, parameters: dict[str, Any] | None = None,
+                 sink: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.experiment_id = experiment_id
+        self.trial_id = trial_id
+        self.sequence = sequence
+        self.parameters = {} if parameters is None else parameters
+        self.sink = sink
 
     def send(self, kind: str, value: Any) -> None:
         message = {"type": kind, "value": value, "time": time.time()}
