@@ -66,6 +66,7 @@ def run_demo(
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for epoch in range(epochs):
         train_epochs(model, train, 1, optimizer=optimizer, seed=seed + epoch, progress=progress, desc=f"train {epoch + 1}/{epochs}")
+        _say(f"  epoch {epoch + 1}/{epochs}: test accuracy {evaluate_accuracy(model, test):.2f}%")
     rows.append(measure_row("dense", model, example, evaluate_accuracy(model, test)))
     sparsity_plot["dense"] = layer_sparsity(model)
 
@@ -77,6 +78,7 @@ def run_demo(
     for epoch in range(finetune_epochs):
         train_epochs(model, train, 1, optimizer=optimizer, seed=seed + 100 + epoch, progress=progress,
                      desc=f"fine-tune {epoch + 1}/{finetune_epochs}")
+        _say(f"  fine-tune epoch {epoch + 1}/{finetune_epochs}: test accuracy {evaluate_accuracy(model, test):.2f}%")
     rows.append(measure_row("pruned + fine-tuned (masked)", model, example, evaluate_accuracy(model, test),
                             note=f"{pruned_acc:.2f}% before fine-tuning"))
     sparsity_plot["pruned (masked)"] = layer_sparsity(model)

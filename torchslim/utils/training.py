@@ -16,7 +16,8 @@ def _progress(iterable: Iterable, desc: str, enabled: bool, total: int | None = 
         from tqdm.auto import tqdm
     except ImportError:
         return iterable
-    return tqdm(iterable, desc=desc, total=total, leave=False)
+    # disable=None: bars on a terminal only, so logs and CI output stay readable
+    return tqdm(iterable, desc=desc, total=total, leave=False, disable=None)
 
 
 def train_epochs(
