@@ -1,8 +1,8 @@
 """Experiment overhead: N trivial trials at concurrency C, bare processes vs torchslim.
 
 Both sides run the same command (`python -c "import torchslim; ...report_final_result(1.0)"`)
-through a shell, C at a time. "bare" is the floor: a minimal process pool with no tuner, no
-database, no result collection. The experiment side is a full `Experiment` (Random tuner,
+through a shell, C at a time, with the same spawn flags. "bare" is the floor: a minimal
+process pool with no tuner, no database, no result collection. The experiment side is a full `Experiment` (Random tuner,
 SQLite store, per-trial logs, result pipe).
 
     python benchmarks/experiment_overhead.py [--trials 200] [--concurrency 2] [--repeat 3]
@@ -33,7 +33,10 @@ def bare(trials: int, concurrency: int) -> float:
     launched = 0
     while launched < trials or running:
         while launched < trials and len(running) < concurrency:
-            proc = subprocess.Popen(COMMAND, shell=True, env=env, stdout=subprocess.DEVNULL)
+            # the same spawn flags as the runner: a new session matters for the scheduler
+            # (with autogroup each session gets its own CPU share on a busy machine)
+            proc = subprocess.Popen(COMMAND, shell=True, env=env, stdout=subprocess.DEVNULL,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
             running[proc.pid] = proc
             launched += 1
         pid, status = os.wait()

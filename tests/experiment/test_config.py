@@ -98,7 +98,7 @@ BASE_V2 = "searchSpaceFile: search_space.json\ntrialCommand: python t.py\n"
     ("maxTrialNumber: many\n", r"maxTrialNumber is 'many'"),
     ("maxExperimentDuration: 10 years\n", r"maxExperimentDuration is '10 years'; allowed: a "
                                           r"positive duration"),
-    ("tuner: {name: SMAC}\n", r"tuner.name is 'SMAC'; allowed: TPE"),
+    ("tuner: {name: Bogus}\n", r"tuner.name is 'Bogus'; allowed: TPE"),
     ("useAnnotation: true\n", r"useAnnotation: true is not supported"),
 ])
 def test_bad_v2_keys_and_values_are_named(folder, extra, message):
