@@ -1,0 +1,1 @@
+"""Channel rules of attention modules (filled below)."""

@@ -1,0 +1,244 @@
+"""Walk traced graphs, apply per-op channel rules, and resolve which channels survive.
+
+The walk is an abstract interpretation over :class:`~torchslim.graph.idspace.Chan` values:
+rules say how each op maps channel identities and zero-ness ("dead") from inputs to outputs,
+which positions it couples (union) and which it needs (keep). Ops without a rule are
+*barriers*: their inputs are kept whole and their outputs are pinned; they are reported,
+or raise in ``strict`` mode.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from torchslim.errors import SpeedupError
+from torchslim.graph.idspace import Chan, Space, along, pinned
+from torchslim.graph.trace import TracedPart, qualified
+
+
+@dataclass
+class Barrier:
+    node: str
+    target: str
+    reason: str
+
+
+@dataclass
+class ModuleUse:
+    """What the analysis learned about one leaf module (all its calls merged)."""
+
+    name: str
+    module: nn.Module
+    kind: str
+    slots: dict[str, torch.Tensor] = field(default_factory=dict)  # slot -> 1-D ids
+    outputs: list[Any] = field(default_factory=list)  # Chan per call (for verification)
+    requested: float | None = None  # share of output channels its own masks removed
+    groups: int = 1  # slots must keep the same number of channels in each of this many groups
+
+
+class Context:
+    """State of one analysis; handed to every rule."""
+
+    def __init__(self, masks: Mapping[str, Mapping[str, torch.Tensor]], *, strict: bool = False,
+                 time_limit: float | None = None, progress: Callable[[int, int, str], None] | None = None) -> None:
+        self.space = Space()
+        self.masks = masks
+        self.strict = strict
+        self.time_limit = time_limit
+        self.progress = progress
+        self.uses: dict[str, ModuleUse] = {}
+        self.barriers: list[Barrier] = []
+        self.zeros: list[tuple[str, str, int, torch.Tensor]] = []  # propagated masks
+        self.env: dict[fx.Node, Any] = {}
+        self.gm: fx.GraphModule | None = None
+        self.node: fx.Node | None = None
+        self._module_ids: dict[tuple[str, str], torch.Tensor] = {}
+        self._start = time.perf_counter()
+
+    # --- values --------------------------------------------------------------------------
+    def chan(self, arg: Any) -> Chan | None:
+        if isinstance(arg, fx.Node):
+            value = self.env.get(arg)
+            return value if isinstance(value, Chan) else None
+        return None
+
+    def value(self, arg: Any) -> Any:
+        if isinstance(arg, fx.Node):
+            return self.env.get(arg)
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(self.value(a) for a in arg)
+        return None
+
+    @staticmethod
+    def shape(arg: Any) -> torch.Size | None:
+        if not isinstance(arg, fx.Node):
+            return None
+        meta = arg.meta.get("tensor_meta")
+        return getattr(meta, "shape", None)
+
+    def pinned_like(self, node: fx.Node) -> Any:
+        return _pinned_for_meta(node.meta.get("tensor_meta"))
+
+    # --- module bookkeeping ----------------------------------------------------------------
+    def use(self, name: str, module: nn.Module, kind: str) -> ModuleUse:
+        use = self.uses.get(name)
+        if use is None:
+            use = self.uses[name] = ModuleUse(name, module, kind)
+        return use
+
+    def module_ids(self, name: str, slot: str, n: int) -> torch.Tensor:
+        """Fresh ids created once per module, so a reused module's calls share classes."""
+        key = (name, slot)
+        if key not in self._module_ids:
+            self._module_ids[key] = self.space.fresh(n)
+        return self._module_ids[key]
+
+    def slot(self, use: ModuleUse, slot: str, ids: torch.Tensor) -> None:
+        ids = ids.reshape(-1)
+        old = use.slots.get(slot)
+        if old is None:
+            use.slots[slot] = ids
+        else:
+            self.space.union(old, ids)
+
+    def zero(self, name: str, target: str, dim: int, dead: torch.Tensor) -> None:
+        if bool(dead.any()):
+            self.zeros.append((name, target, dim, dead.reshape(-1)))
+
+    def mask_of(self, name: str, target: str) -> torch.Tensor | None:
+        return self.masks.get(name, {}).get(target)
+
+    # --- barriers ------------------------------------------------------------------------
+    def barrier(self, node: fx.Node, reason: str) -> Any:
+        target = _target_name(node)
+        if self.strict:
+            raise SpeedupError(
+                f"speedup cannot reason about node '{node.name}' ({node.op} {target}): {reason}. "
+                "Use strict=False to keep it whole (a barrier), or register a channel rule."
+            )
+        self.barriers.append(Barrier(node.name, target, reason))
+        for arg in _flat_nodes((node.args, node.kwargs)):
+            value = self.env.get(arg)
+            for chan in _flat_chans(value):
+                self.space.keep(chan.ids)
+        return self.pinned_like(node)
+
+    def ids_along(self, chan: Chan, dim: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """1-D ids and dead flags of a Chan that varies at most along ``dim``."""
+        chan = self.space.rect(chan, (dim,))
+        ids = chan.ids.reshape(-1)
+        dead = chan.dead.reshape(-1)
+        if ids.numel() == 1 and size != 1:
+            ids, dead = ids.expand(size), dead.expand(size)
+        return ids, dead
+
+    def check_time(self, node: fx.Node, index: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(index, total, node.name)
+        if self.time_limit is not None and time.perf_counter() - self._start > self.time_limit:
+            raise SpeedupError(
+                f"speedup analysis exceeded its time limit of {self.time_limit:.0f} s at node "
+                f"'{node.name}' ({node.op} {_target_name(node)})"
+            )
+
+
+def _pinned_for_meta(meta: Any) -> Any:
+    if meta is None:
+        return None
+    if hasattr(meta, "shape"):
+        return pinned(len(meta.shape))
+    if isinstance(meta, (list, tuple)):
+        return tuple(_pinned_for_meta(m) for m in meta)
+    if isinstance(meta, dict):
+        return {k: _pinned_for_meta(v) for k, v in meta.items()}
+    return None
+
+
+def _flat_nodes(obj: Any) -> list[fx.Node]:
+    out: list[fx.Node] = []
+    fx.node.map_arg(obj, lambda n: out.append(n) or n)
+    return out
+
+
+def _flat_chans(value: Any) -> list[Chan]:
+    if isinstance(value, Chan):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [c for v in value for c in _flat_chans(v)]
+    if isinstance(value, dict):
+        return [c for v in value.values() for c in _flat_chans(v)]
+    return []
+
+
+def _target_name(node: fx.Node) -> str:
+    t = node.target
+    if isinstance(t, str):
+        return t
+    module = getattr(t, "__module__", "") or ""
+    return f"{module}.{getattr(t, '__qualname__', getattr(t, '__name__', repr(t)))}".lstrip(".")
+
+
+def analyze_part(ctx: Context, part: TracedPart) -> None:
+    """Run the rules over one traced graph."""
+    from torchslim.graph.rules import function_rule, method_rule
+    from torchslim.graph.module_rules import module_rule
+
+    gm = part.graph_module
+    ctx.gm = gm
+    ctx.env = {}
+    nodes = list(gm.graph.nodes)
+    for index, node in enumerate(nodes):
+        ctx.node = node
+        ctx.check_time(node, index, len(nodes))
+        if node.op == "placeholder":
+            value = ctx.pinned_like(node)
+        elif node.op == "get_attr":
+            attr = _get_attr(gm, node.target)
+            value = pinned(attr.dim()) if isinstance(attr, torch.Tensor) else None
+        elif node.op == "output":
+            for chan in _flat_chans(ctx.value(node.args[0])):
+                ctx.space.keep(chan.ids)
+            continue
+        elif node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            name = qualified(gm, node.target)
+            rule = module_rule(module)
+            if rule is None:
+                value = ctx.barrier(node, f"no channel rule for module type {type(module).__name__} ({name})")
+            else:
+                value = rule(ctx, node, module, name)
+                if name in ctx.uses:
+                    ctx.uses[name].outputs.append(value)
+        else:
+            rule = function_rule(node.target) if node.op == "call_function" else method_rule(node.target)
+            if rule is None:
+                if _is_shape_query(node):
+                    value = None
+                else:
+                    value = ctx.barrier(node, "no channel rule for this operation")
+            else:
+                value = rule(ctx, node)
+        ctx.env[node] = value
+
+
+def _is_shape_query(node: fx.Node) -> bool:
+    return "tensor_meta" not in node.meta and not _flat_chans_meta(node)
+
+
+def _flat_chans_meta(node: fx.Node) -> bool:
+    return node.meta.get("tensor_meta") is not None
+
+
+def _get_attr(gm: fx.GraphModule, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+__all__ = ["Barrier", "Context", "ModuleUse", "analyze_part", "along"]

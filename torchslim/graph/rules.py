@@ -1,0 +1,527 @@
+"""Channel rules of functions and tensor methods, declared in one table.
+
+A rule ``(ctx, node) -> value`` returns the output :class:`Chan` (or a tuple of them, or
+``None`` for non-tensors). Shape ops run on the ids themselves; elementwise ops couple
+their operands; reductions and contractions *consume* channels (keep the live ones).
+Dead-ness follows the arithmetic: ``a + b`` is zero where both are, ``a * b`` where either
+is, ``relu(0) = 0`` but ``sigmoid(0) = 0.5``.
+"""
+from __future__ import annotations
+
+import builtins
+import operator
+from typing import Any, Callable
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+
+from torchslim.graph.idspace import Chan, compress, pinned
+
+Rule = Callable[[Any, fx.Node], Any]
+
+
+def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(name, default)
+
+
+def _dim(d: int, ndim: int) -> int:
+    return d % ndim if ndim else 0
+
+
+# --- pass-through ops ---------------------------------------------------------------------
+def unary(zero_preserving: bool) -> Rule:
+    def rule(ctx, node: fx.Node) -> Any:
+        chan = ctx.chan(node.args[0] if node.args else next(iter(node.kwargs.values())))
+        if chan is None:
+            return ctx.barrier(node, "unary op on a non-traced tensor") if "tensor_meta" in node.meta else None
+        out_shape = ctx.shape(node)
+        if out_shape is not None and len(out_shape) != chan.ndim:
+            return ctx.barrier(node, "unary op changed the rank")
+        return chan if zero_preserving else chan.alive()
+    return rule
+
+
+def spatial(first_spatial: int = 2) -> Rule:
+    """Pooling, interpolation, padding: fine while channel ids do not vary spatially."""
+    def rule(ctx, node: fx.Node) -> Any:
+        chan = ctx.chan(node.args[0])
+        out_shape = ctx.shape(node)
+        if chan is None or out_shape is None or len(out_shape) != chan.ndim:
+            return ctx.barrier(node, "spatial op on unexpected input")
+        if any(d >= first_spatial for d in chan.varying()):
+            return ctx.barrier(node, "channel identities vary along the spatial dims of this op")
+        zero_ok = node.target not in (F.pad, "pad") or not (_arg(node, 3, "value", 0) or 0)
+        return chan if zero_ok else chan.alive()
+    return rule
+
+
+def _roll(ctx, node: fx.Node) -> Any:
+    chan = ctx.chan(node.args[0])
+    dims = _arg(node, 2, "dims")
+    if chan is None or dims is None:
+        return ctx.barrier(node, "roll without explicit dims")
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    if any(_dim(d, chan.ndim) in chan.varying() for d in dims):
+        return ctx.barrier(node, "roll along a channel dim")
+    return chan
+
+
+# --- elementwise binary ops ------------------------------------------------------------------
+def _is_zero(x: Any) -> bool:
+    return isinstance(x, (int, float)) and x == 0
+
+
+def binary(kind: str) -> Rule:
+    """kind: 'add' (dead where both are), 'mul' (where either is), 'div' (where numerator is)."""
+    def rule(ctx, node: fx.Node) -> Any:
+        a, b = _arg(node, 0, "input"), _arg(node, 1, "other")
+        ca, cb = ctx.chan(a), ctx.chan(b)
+        out_shape = ctx.shape(node)
+        if out_shape is None:
+            return None
+        ndim = len(out_shape)
+        if ca is None and cb is None:
+            if isinstance(a, fx.Node) or isinstance(b, fx.Node):
+                return ctx.barrier(node, "elementwise op on untracked tensors")
+            return None
+        if ca is None or cb is None:
+            chan, other = (ca, b) if cb is None else (cb, a)
+            if isinstance(other, fx.Node) and "tensor_meta" in other.meta:
+                return ctx.barrier(node, "elementwise op with an untracked tensor")
+            chan = _pad(chan, ndim)
+            keeps_zero = (kind == "mul") or (kind == "div" and ca is not None) or (kind == "add" and _is_zero(other))
+            return chan if keeps_zero else chan.alive()
+        ca, cb = _pad(ca, ndim), _pad(cb, ndim)
+        sa, sb = ctx.shape(a), ctx.shape(b)
+        sa = (1,) * (ndim - len(sa)) + tuple(sa)
+        sb = (1,) * (ndim - len(sb)) + tuple(sb)
+        a_src = any(sa[d] == 1 < out_shape[d] and d in cb.varying() for d in range(ndim))
+        b_src = any(sb[d] == 1 < out_shape[d] and d in ca.varying() for d in range(ndim))
+        if a_src and b_src:
+            return ctx.barrier(node, "both operands broadcast over the other's channels")
+        if a_src or b_src:
+            src, main = (ca, cb) if a_src else (cb, ca)
+            ctx.space.keep_alive(src)  # a broadcast operand is consumed, not coupled
+            main_dead = main.dead
+            if kind == "mul":
+                main_dead = main_dead | src.dead
+            elif kind == "div" and main is cb:
+                main_dead = torch.zeros_like(main_dead)
+            elif kind == "add":
+                main_dead = main_dead & src.dead
+            return main.with_dead(main_dead)
+        ctx.space.union(ca.ids, cb.ids)
+        ids = torch.broadcast_tensors(ca.ids, cb.ids)[0]
+        if kind == "add":
+            dead = ca.dead & cb.dead
+        elif kind == "mul":
+            dead = ca.dead | cb.dead
+        else:
+            dead = ca.dead & torch.ones_like(cb.dead)
+        ids, dead = torch.broadcast_tensors(ids, dead)
+        return compress(Chan(ids, dead))
+    return rule
+
+
+def _pad(chan: Chan, ndim: int) -> Chan:
+    while chan.ndim < ndim:
+        chan = chan.map(lambda t: t.unsqueeze(0))
+    return chan
+
+
+# --- shape ops ---------------------------------------------------------------------------------
+def _apply_full(ctx, node: fx.Node, fn: Callable[[torch.Tensor], torch.Tensor]) -> Chan | None:
+    src = node.args[0]
+    chan = ctx.chan(src)
+    in_shape = ctx.shape(src)
+    if chan is None or in_shape is None:
+        return None
+    full = chan.full(in_shape)
+    return compress(Chan(fn(full.ids), fn(full.dead)))
+
+
+def shape_op(fn: Callable[[torch.Tensor, fx.Node], torch.Tensor]) -> Rule:
+    """Ops whose effect on ids is the op itself (permute, transpose, flatten, squeeze...)."""
+    def rule(ctx, node: fx.Node) -> Any:
+        out = _apply_full(ctx, node, lambda t: fn(t, node))
+        if out is None:
+            return ctx.barrier(node, "shape op on an untracked tensor")
+        return out
+    return rule
+
+
+def _static(x: Any) -> Any:
+    """Concrete python value of an argument whose Nodes stand for dynamic sizes."""
+    if isinstance(x, fx.Node):
+        return None
+    if isinstance(x, (list, tuple)):
+        return type(x)(_static(v) for v in x)
+    return x
+
+
+def _permute(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
+    dims = node.args[1:] if node.op == "call_method" else (_arg(node, 1, "dims"),)
+    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+        dims = dims[0]
+    return t.permute(*dims)
+
+
+def _transpose(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
+    return t.transpose(_arg(node, 1, "dim0"), _arg(node, 2, "dim1"))
+
+
+def _flatten(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
+    return t.flatten(_arg(node, 1, "start_dim", 0), _arg(node, 2, "end_dim", -1))
+
+
+def _unsqueeze(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
+    return t.unsqueeze(_arg(node, 1, "dim"))
+
+
+def _squeeze(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
+    dim = _arg(node, 1, "dim")
+    return t.squeeze() if dim is None else t.squeeze(dim)
+
+
+def _reshape(ctx, node: fx.Node) -> Any:
+    """view/reshape: reshape the ids; dims given as constants cannot shrink."""
+    out_shape = ctx.shape(node)
+    out = _apply_full(ctx, node, lambda t: t.reshape(out_shape))
+    if out is None:
+        return ctx.barrier(node, "reshape of an untracked tensor")
+    sizes = node.args[1:] if node.op == "call_method" else (_arg(node, 1, "shape"),)
+    if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+        sizes = sizes[0]
+    static = [_static(s) for s in sizes] if len(sizes) == len(out_shape) else [out_shape[d] for d in range(len(out_shape))]
+    const_dims = [d for d, s in enumerate(static) if isinstance(s, int) and s != -1 and out_shape[d] > 1]
+    varying = out.varying()
+    if varying and all(d in const_dims for d in varying):
+        ctx.space.keep(out.ids)  # every dim that carries channels is fixed in the code
+        return out
+    for d in const_dims:
+        out = ctx.space.union_along(out, d)
+    if len(out.varying()) > 1:
+        ctx.space.keep(out.ids)
+    return out
+
+
+def _unflatten(ctx, node: fx.Node) -> Any:
+    out_shape = ctx.shape(node)
+    out = _apply_full(ctx, node, lambda t: t.reshape(out_shape))
+    if out is None:
+        return ctx.barrier(node, "unflatten of an untracked tensor")
+    if len(out.varying()) > 1:
+        ctx.space.keep(out.ids)
+    return out
+
+
+def _expand(ctx, node: fx.Node) -> Any:
+    chan = ctx.chan(node.args[0])
+    out_shape = ctx.shape(node)
+    if chan is None or out_shape is None:
+        return ctx.barrier(node, "expand of an untracked tensor")
+    return _pad(chan, len(out_shape))
+
+
+def _cat(ctx, node: fx.Node) -> Any:
+    tensors = _arg(node, 0, "tensors")
+    dim = _arg(node, 1, "dim", 0)
+    out_shape = ctx.shape(node)
+    chans = [ctx.chan(t) for t in tensors]
+    if out_shape is None or any(c is None for c in chans):
+        return ctx.barrier(node, "cat of untracked tensors")
+    dim = _dim(dim, len(out_shape))
+    parts = []
+    for t, c in zip(tensors, chans):
+        shape = list(out_shape)
+        shape[dim] = ctx.shape(t)[dim]
+        parts.append(c.full(shape))
+    out = compress(Chan(torch.cat([p.ids for p in parts], dim), torch.cat([p.dead for p in parts], dim)))
+    if dim in out.varying() and len(out.varying()) > 1:
+        out = ctx.space.union_along(out, dim)
+    return out
+
+
+def _stack(ctx, node: fx.Node) -> Any:
+    tensors = _arg(node, 0, "tensors")
+    dim = _arg(node, 1, "dim", 0)
+    chans = [ctx.chan(t) for t in tensors]
+    if any(c is None for c in chans):
+        return ctx.barrier(node, "stack of untracked tensors")
+    first = chans[0]
+    dead = first.dead
+    for c in chans[1:]:
+        ctx.space.union(first.ids, c.ids)
+        dead = dead & c.dead
+    ids, dead = torch.broadcast_tensors(first.ids, dead)
+    nd = ids.dim() + 1
+    return compress(Chan(ids.unsqueeze(_dim(dim, nd)), dead.unsqueeze(_dim(dim, nd))))
+
+
+def _split_like(ctx, node: fx.Node, pieces: list[int], dim: int, equal: bool) -> Any:
+    chan = ctx.chan(node.args[0])
+    in_shape = ctx.shape(node.args[0])
+    if chan is None or in_shape is None:
+        return ctx.barrier(node, "split of an untracked tensor")
+    dim = _dim(dim, len(in_shape))
+    if dim in chan.varying():
+        if not equal or len(set(pieces)) != 1:
+            ctx.space.keep(chan.ids)  # fixed split sizes: channels cannot move between pieces
+        else:
+            # equal chunks stay equal: couple position j of every chunk
+            full = chan.full(in_shape)
+            shape = list(in_shape[:dim]) + [len(pieces), pieces[0]] + list(in_shape[dim + 1:])
+            ids = full.ids.reshape(shape)
+            first = ids.narrow(dim, 0, 1)
+            ctx.space.union(ids, first)
+    full = chan.full(in_shape)
+    outs, start = [], 0
+    for size in pieces:
+        outs.append(compress(Chan(full.ids.narrow(dim, start, size), full.dead.narrow(dim, start, size))))
+        start += size
+    return tuple(outs)
+
+
+def _chunk(ctx, node: fx.Node) -> Any:
+    metas = node.meta.get("tensor_meta")
+    dim = _arg(node, 2, "dim", 0)
+    if not isinstance(metas, (list, tuple)):
+        return ctx.barrier(node, "chunk without shape information")
+    nd = len(metas[0].shape)
+    pieces = [m.shape[_dim(dim, nd)] for m in metas]
+    chunks = _arg(node, 1, "chunks")
+    equal = len(set(pieces)) == 1 and isinstance(chunks, int)
+    return _split_like(ctx, node, pieces, dim, equal)
+
+
+def _split(ctx, node: fx.Node) -> Any:
+    metas = node.meta.get("tensor_meta")
+    dim = _arg(node, 2, "dim", 0)
+    if not isinstance(metas, (list, tuple)):
+        return ctx.barrier(node, "split without shape information")
+    nd = len(metas[0].shape)
+    pieces = [m.shape[_dim(dim, nd)] for m in metas]
+    return _split_like(ctx, node, pieces, dim, equal=False)
+
+
+def _unbind(ctx, node: fx.Node) -> Any:
+    chan = ctx.chan(node.args[0])
+    in_shape = ctx.shape(node.args[0])
+    if chan is None or in_shape is None:
+        return ctx.barrier(node, "unbind of an untracked tensor")
+    dim = _dim(_arg(node, 1, "dim", 0), len(in_shape))
+    if dim in chan.varying():
+        ctx.space.keep(chan.ids)
+    full = chan.full(in_shape)
+    return tuple(compress(Chan(full.ids.select(dim, i), full.dead.select(dim, i))) for i in range(in_shape[dim]))
+
+
+def _getitem(ctx, node: fx.Node) -> Any:
+    src, index = node.args[0], node.args[1]
+    value = ctx.env.get(src) if isinstance(src, fx.Node) else None
+    if isinstance(value, (tuple, list)):
+        return value[index] if isinstance(index, int) else type(value)(value[index])
+    if isinstance(value, dict):
+        return value.get(index)
+    if not isinstance(value, Chan):
+        return None if "tensor_meta" not in node.meta else ctx.barrier(node, "indexing an untracked value")
+    in_shape = ctx.shape(src)
+    index = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(i, fx.Node) or (i is not None and not isinstance(i, (int, slice, type(Ellipsis)))) for i in index):
+        return ctx.barrier(node, "indexing with tensors")
+    if any(isinstance(i, slice) and any(isinstance(v, fx.Node) for v in (i.start, i.stop, i.step)) for i in index):
+        return ctx.barrier(node, "slicing with dynamic bounds")
+    # dims that are cut (int or partial slice) cannot carry channels
+    dim, cut = 0, []
+    for pos, i in enumerate(index):
+        if i is Ellipsis:
+            dim = len(in_shape) - sum(1 for j in index[pos + 1:] if j is not None)
+            continue
+        if i is None:
+            continue
+        if isinstance(i, int) or i != slice(None):
+            cut.append(dim)
+        dim += 1
+    if any(d in value.varying() for d in cut):
+        ctx.space.keep(value.ids)
+    full = value.full(in_shape)
+    return compress(Chan(full.ids[index], full.dead[index]))
+
+
+# --- reductions and contractions ----------------------------------------------------------------------
+def reduction(zero_preserving: bool = True) -> Rule:
+    def rule(ctx, node: fx.Node) -> Any:
+        chan = ctx.chan(node.args[0])
+        if chan is None:
+            return ctx.barrier(node, "reduction of an untracked tensor") if "tensor_meta" in node.meta else None
+        out_shape = ctx.shape(node)
+        dims = _arg(node, 1, "dim")
+        keepdim = bool(_arg(node, 2, "keepdim", False))
+        meta = node.meta.get("tensor_meta")
+        multi = isinstance(meta, (tuple, list)) and not hasattr(meta, "shape")  # max(dim) -> (values, indices)
+        if multi:
+            out_shape = meta[0].shape
+        if out_shape is None:
+            return None
+        if dims is None:
+            dims = list(range(chan.ndim))
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        dims = sorted(_dim(d, chan.ndim) for d in dims)
+        reduced = chan
+        for d in dims:
+            if d in chan.varying():
+                ctx.space.keep_alive(reduced)  # channels summed over are consumed
+            reduced = Chan(reduced.ids.narrow(d, 0, 1), reduced.dead.all(d, keepdim=True))
+        if not keepdim:
+            for d in reversed(dims):
+                reduced = reduced.map(lambda t, d=d: t.squeeze(d))
+        out = reduced if zero_preserving else reduced.alive()
+        if multi:
+            return (out, out.alive())
+        return out
+    return rule
+
+
+def _softmax(ctx, node: fx.Node) -> Any:
+    chan = ctx.chan(node.args[0])
+    if chan is None:
+        return ctx.barrier(node, "softmax of an untracked tensor")
+    dim = _dim(_arg(node, 1, "dim", -1), chan.ndim)
+    if dim in chan.varying():
+        ctx.space.keep(chan.ids)
+    return chan.alive()
+
+
+def _matmul(ctx, node: fx.Node) -> Any:
+    a, b = _arg(node, 0, "input"), _arg(node, 1, "other")
+    ca, cb = ctx.chan(a), ctx.chan(b)
+    sa, sb, so = ctx.shape(a), ctx.shape(b), ctx.shape(node)
+    if ca is None or cb is None or sa is None or sb is None or len(sa) < 2 or len(sb) < 2:
+        return ctx.barrier(node, "matmul of untracked or 1-D tensors")
+    nd = len(so)
+    ca, cb = _pad(ca, nd), _pad(cb, nd)
+    # contraction: a[..., k] pairs with b[..., k, :]
+    ka = ctx.space.rect(ca, (nd - 1,))
+    kb = ctx.space.rect(cb, (nd - 2,))
+    ctx.space.union(ka.ids.reshape(-1), kb.ids.reshape(-1))
+    ctx.space.keep_alive(Chan(ka.ids.reshape(-1), ka.dead.reshape(-1) | kb.dead.reshape(-1)))
+    if (nd - 2) in ca.varying() and (nd - 1) in cb.varying():
+        ctx.space.keep(ca.ids)
+        ctx.space.keep(cb.ids)
+    batch_a = ca.ids.narrow(nd - 1, 0, 1)
+    batch_b = cb.ids.narrow(nd - 2, 0, 1).transpose(-1, -2)
+    ctx.space.union(batch_a.narrow(nd - 2, 0, 1), batch_b.narrow(nd - 2, 0, 1))
+    ids = torch.broadcast_tensors(ca.ids.narrow(nd - 1, 0, 1), cb.ids.narrow(nd - 2, 0, 1))[0]
+    if (nd - 1) in cb.varying():
+        ids = torch.broadcast_tensors(ids, cb.ids.narrow(nd - 2, 0, 1))[1]
+    alive_a = (~ca.dead).float().expand(sa if len(sa) == nd else (1,) * (nd - len(sa)) + tuple(sa))
+    alive_b = (~cb.dead).float().expand(sb if len(sb) == nd else (1,) * (nd - len(sb)) + tuple(sb))
+    dead = (alive_a @ alive_b) == 0
+    ids, dead = torch.broadcast_tensors(ids, dead)
+    return compress(Chan(ids, dead))
+
+
+def _layer_norm(ctx, node: fx.Node) -> Any:
+    chan = ctx.chan(node.args[0])
+    shape = _arg(node, 1, "normalized_shape")
+    if chan is None or shape is None:
+        return ctx.barrier(node, "layer_norm of an untracked tensor")
+    n = 1 if isinstance(shape, int) else len(shape)
+    if any(d >= chan.ndim - n for d in chan.varying()):
+        ctx.space.keep(chan.ids)  # statistics over these channels: removing any changes them
+    return chan.alive()
+
+
+def _creation(ctx, node: fx.Node) -> Any:
+    return ctx.pinned_like(node)
+
+
+def _none(ctx, node: fx.Node) -> Any:
+    return None
+
+
+def _stochastic_depth(ctx, node: fx.Node) -> Any:
+    return unary(True)(ctx, node)
+
+
+# --- the tables ----------------------------------------------------------------------------------------
+_ZERO_KEEPING = ["relu", "relu6", "gelu", "silu", "hardswish", "mish", "tanh", "leaky_relu", "elu",
+                 "hardtanh", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "neg",
+                 "abs", "contiguous", "clone", "detach", "float", "half", "double", "to", "type_as",
+                 "relu_", "selu", "celu", "hardshrink", "softshrink", "tanhshrink", "sin", "erf",
+                 "sign", "square", "sqrt", "trunc", "round", "floor", "ceil", "clamp", "clip"]
+_ZERO_BREAKING = ["sigmoid", "hardsigmoid", "exp", "cos", "softplus", "log_sigmoid", "logsigmoid",
+                  "reciprocal", "rsqrt", "log", "masked_fill"]
+_SPATIAL = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+            "adaptive_max_pool2d", "adaptive_max_pool3d", "interpolate", "upsample", "pad", "lp_pool2d",
+            "upsample_nearest", "upsample_bilinear"]
+_SHAPE = {"permute": _permute, "transpose": _transpose, "flatten": _flatten, "unsqueeze": _unsqueeze,
+          "squeeze": _squeeze, "swapaxes": _transpose, "swapdims": _transpose}
+_BINARY = {"add": "add", "sub": "add", "mul": "mul", "div": "div", "true_divide": "div",
+           "multiply": "mul", "subtract": "add", "rsub": "add", "iadd": "add", "isub": "add",
+           "imul": "mul", "itruediv": "div", "truediv": "div", "add_": "add", "mul_": "mul",
+           "sub_": "add", "div_": "div", "floordiv": "div"}
+_REDUCE = {"mean": True, "sum": True, "amax": True, "max": True, "amin": True, "min": True,
+           "std": True, "var": True, "nanmean": True, "logsumexp": False, "norm": True}
+_OTHERS: dict[str, Rule] = {
+    "cat": _cat, "concat": _cat, "concatenate": _cat, "stack": _stack, "chunk": _chunk, "split": _split,
+    "tensor_split": _split, "unbind": _unbind, "getitem": _getitem, "view": _reshape, "reshape": _reshape,
+    "view_as": _reshape, "reshape_as": _reshape, "unflatten": _unflatten, "expand": _expand,
+    "expand_as": _expand, "matmul": _matmul, "bmm": _matmul, "softmax": _softmax, "log_softmax": _softmax,
+    "layer_norm": _layer_norm, "roll": _roll, "zeros": _creation, "ones": _creation, "arange": _creation,
+    "full": _creation, "empty": _creation, "zeros_like": _creation, "ones_like": _creation, "randn": _creation,
+    "rand": _creation, "tensor": _creation, "as_tensor": _creation, "new_zeros": _creation,
+    "new_ones": _creation, "new_full": _creation, "new_empty": _creation, "linspace": _creation,
+    "meshgrid": _creation, "size": _none, "dim": _none, "numel": _none, "stochastic_depth": _stochastic_depth,
+}
+
+
+def _build() -> dict[str, Rule]:
+    table: dict[str, Rule] = {}
+    table.update({n: unary(True) for n in _ZERO_KEEPING})
+    table.update({n: unary(False) for n in _ZERO_BREAKING})
+    table.update({n: spatial() for n in _SPATIAL})
+    table.update({n: shape_op(fn) for n, fn in _SHAPE.items()})
+    table.update({n: binary(k) for n, k in _BINARY.items()})
+    table.update({n: reduction(z) for n, z in _REDUCE.items()})
+    table.update(_OTHERS)
+    return table
+
+
+_BY_NAME = _build()
+_BY_NAME["__getitem__"] = _getitem
+_BY_NAME["__matmul__"] = _matmul
+
+# functions are matched by identity first (so a user function named 'add' is not mistaken)
+_TORCH_NAMESPACES = (torch, F, torch.Tensor, operator, torch.special)
+_USER_FUNCTIONS: dict[Callable, Rule] = {}
+
+
+def register_function_rule(fn: Callable, rule: Rule) -> None:
+    """Teach speedup how a function (e.g. one wrapped with ``torch.fx.wrap``) maps channels."""
+    _USER_FUNCTIONS[fn] = rule
+
+
+def function_rule(target: Callable) -> Rule | None:
+    if target in _USER_FUNCTIONS:
+        return _USER_FUNCTIONS[target]
+    name = getattr(target, "__name__", "")
+    module = getattr(target, "__module__", "") or ""
+    if target is builtins.getattr:
+        return _none
+    if name == "stochastic_depth" and module.startswith("torchvision"):
+        return _stochastic_depth
+    if module.startswith(("torch", "_operator", "operator")) or any(getattr(ns, name, None) is target for ns in _TORCH_NAMESPACES):
+        return _BY_NAME.get(name.strip("_") if name.startswith("__") else name) or _BY_NAME.get(name)
+    return None
+
+
+def method_rule(name: str) -> Rule | None:
+    return _BY_NAME.get(name)
+
+
+__all__ = ["function_rule", "method_rule", "register_function_rule", "pinned"]

@@ -1,0 +1,197 @@
+"""Trace a model into ``torch.fx`` graphs with shapes, falling back to submodules.
+
+Only public fx APIs are used: :class:`torch.fx.Tracer` (``is_leaf_module``,
+``autowrap_functions``), :class:`torch.fx.GraphModule` and
+:class:`torch.fx.passes.shape_prop.ShapeProp`.
+
+When the whole model cannot be traced (data-dependent control flow, ``*args`` unpacking of
+shapes...), each child module is traced on the inputs it received during one real forward
+pass, recursively. The boundary between separately traced parts is then a *barrier*:
+channels crossing it are kept. :class:`TracedPart` records which parts were traced and why
+their parent was not, so the report can say it.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+# Module classes (by name, so optional libraries need not be imported) treated as leaves
+# because a channel rule handles them whole.
+DEFAULT_LEAF_NAMES = {
+    "BertSelfAttention", "ViTSelfAttention", "GPT2Attention", "Conv1D",
+}
+
+
+@dataclass
+class TracedPart:
+    """One traced graph: ``prefix`` is the module path of its root inside the model."""
+
+    prefix: str
+    root: nn.Module
+    graph_module: fx.GraphModule
+    example_args: tuple
+
+
+@dataclass
+class TraceResult:
+    parts: list[TracedPart]
+    untraced: list[tuple[str, str]] = field(default_factory=list)  # (module path, reason)
+
+
+class SlimTracer(fx.Tracer):
+    """An fx tracer whose leaves are torch.nn builtins, known-rule modules and user choices."""
+
+    def __init__(self, leaf_modules: Iterable[type | str] = (), autowrap_functions: Iterable[Callable] = ()) -> None:
+        super().__init__(autowrap_functions=tuple(autowrap_functions))
+        self.leaf_types = tuple(t for t in leaf_modules if isinstance(t, type))
+        self.leaf_names = {t for t in leaf_modules if isinstance(t, str)} | DEFAULT_LEAF_NAMES
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, self.leaf_types) or type(m).__name__ in self.leaf_names:
+            return True
+        if module_qualified_name in self.leaf_names:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+class _Call(nn.Module):
+    """Calls ``inner`` with the captured non-tensor arguments fixed, tensors as inputs."""
+
+    def __init__(self, inner: nn.Module, args: tuple, kwargs: dict) -> None:
+        super().__init__()
+        self.inner = inner
+        self._template = (args, kwargs)
+
+    def call(self, *tensors: Any) -> Any:
+        it = iter(tensors)
+        args, kwargs = self._template
+        args = [next(it) if isinstance(a, torch.Tensor) else a for a in args]
+        kwargs = {k: next(it) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+        return self.inner(*args, **kwargs)
+
+
+def _make_call(inner: nn.Module, args: tuple, kwargs: dict) -> tuple[nn.Module, tuple]:
+    tensors = tuple(a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor))
+    names = ", ".join(f"t{i}" for i in range(len(tensors)))
+    namespace: dict[str, Any] = {}
+    # fx reads the argument names of forward, so it gets a fixed-arity signature
+    exec(f"def forward(self, {names}):\n    return self.call({names})\n", namespace)
+    cls = type("TracedCall", (_Call,), {"forward": namespace["forward"]})
+    return cls(inner, args, kwargs), tensors
+
+
+def _as_args(dummy_input: Any) -> tuple:
+    return tuple(dummy_input) if isinstance(dummy_input, (list, tuple)) else (dummy_input,)
+
+
+def capture_inputs(model: nn.Module, dummy_input: Any) -> dict[nn.Module, tuple[tuple, dict]]:
+    """Arguments of each module's first call during one forward pass on ``dummy_input``."""
+    seen: dict[nn.Module, tuple[tuple, dict]] = {}
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        seen.setdefault(module, (args, kwargs))
+
+    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            _call(model, dummy_input)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def _call(model: nn.Module, dummy_input: Any) -> Any:
+    if isinstance(dummy_input, dict):
+        return model(**dummy_input)
+    return model(*_as_args(dummy_input))
+
+
+def trace_model(
+    model: nn.Module,
+    dummy_input: Any,
+    *,
+    leaf_modules: Iterable[type | str] = (),
+    autowrap_functions: Iterable[Callable] = (),
+    fallback: bool = True,
+) -> TraceResult:
+    """Trace ``model`` (or, failing that, its submodules) and annotate shapes with ShapeProp.
+
+    ``leaf_modules``: module classes, class names or qualified module names not to trace
+    into (they become barriers unless a channel rule knows them).
+    """
+    leaf_modules = tuple(leaf_modules)
+    autowrap_functions = tuple(autowrap_functions)
+    captured: dict[nn.Module, tuple[tuple, dict]] | None = None
+    result = TraceResult(parts=[])
+    if isinstance(dummy_input, dict):
+        captured = capture_inputs(model, dummy_input)
+        todo = [("", model)]
+    else:
+        todo = [("", model)]
+    while todo:
+        prefix, module = todo.pop(0)
+        tracer = SlimTracer(leaf_modules, autowrap_functions)
+        if prefix == "" and not isinstance(dummy_input, dict):
+            root, args = module, _as_args(dummy_input)
+        else:
+            if captured is None:
+                captured = capture_inputs(model, dummy_input)
+            if module not in captured:
+                continue  # never called in this forward pass: nothing to do
+            call_args, call_kwargs = captured[module]
+            root, args = _make_call(module, call_args, _bind_kwargs(module, call_args, call_kwargs))
+            call_prefix = f"{prefix}." if prefix else ""
+        try:
+            graph = tracer.trace(root)
+            gm = fx.GraphModule(tracer.root, graph)
+            ShapeProp(gm).propagate(*args)
+        except Exception as exc:  # any tracing failure: go one level down
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            if not fallback:
+                from torchslim.errors import SpeedupError
+
+                raise SpeedupError(
+                    f"torch.fx could not trace {type(module).__name__} ({prefix or 'the model'}): {reason}. "
+                    "Mark the failing module as a leaf with leaf_modules=[...] (class, class name or "
+                    "module path), or wrap the failing function with autowrap_functions=[...]."
+                ) from exc
+            result.untraced.append((prefix or "<root>", reason))
+            children = [(f"{prefix}.{n}" if prefix else n, c) for n, c in module.named_children()]
+            todo[:0] = children
+            continue
+        if prefix and root is not module:
+            part_prefix = call_prefix + "inner"  # module paths in the graph start with 'inner.'
+            result.parts.append(TracedPart(prefix, module, gm, args))
+            gm._torchslim_path_prefix = (part_prefix, call_prefix)  # type: ignore[attr-defined]
+        else:
+            result.parts.append(TracedPart(prefix, module, gm, args))
+    return result
+
+
+def _bind_kwargs(module: nn.Module, args: tuple, kwargs: dict) -> dict:
+    return dict(kwargs)
+
+
+def qualified(gm: fx.GraphModule, target: str) -> str:
+    """Module path inside the user's model of a ``call_module``/``get_attr`` target."""
+    mapping = getattr(gm, "_torchslim_path_prefix", None)
+    if mapping is None:
+        return target
+    inner, outer = mapping
+    inner_local = "inner"
+    if target == inner_local:
+        return outer.rstrip(".")
+    if target.startswith(inner_local + "."):
+        return outer + target[len(inner_local) + 1:]
+    return target
+
+
+def signature_names(module: nn.Module) -> list[str]:
+    return list(inspect.signature(module.forward).parameters)

@@ -1,0 +1,6 @@
+"""Speedup: turn masks into a physically smaller, faster model (checked against the masked one)."""
+from torchslim.speedup.core import ModelSpeedup
+from torchslim.speedup.report import LayerRow, SpeedupReport
+from torchslim.speedup.shrink import register_shrinker
+
+__all__ = ["LayerRow", "ModelSpeedup", "SpeedupReport", "register_shrinker"]

@@ -1,0 +1,277 @@
+"""ModelSpeedup: masks → a physically smaller model, checked against the masked one.
+
+Steps: fold the masks into the weights → trace (fx, falling back to submodules) → channel
+analysis (coupling, dead channels, barriers) → the *reference*: the masked model with the
+masks propagated through every per-channel module (a BatchNorm / depthwise conv / GroupNorm
+channel whose input channel is dead gets zero weight and bias, so the channel is exactly 0
+after it, as it is once removed) → shrink modules in place → compare outputs; on mismatch
+the model is restored and :class:`~torchslim.errors.SpeedupError` names the first layer
+whose output differs.
+"""
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from torchslim.errors import SpeedupError
+from torchslim.graph.engine import Context, analyze_part
+from torchslim.graph.trace import _call, trace_model
+from torchslim.speedup.report import LayerRow, SpeedupReport
+from torchslim.speedup.shrink import SHRINKERS
+from torchslim.speedup.verify import OutputRecorder, chan_kept, close, first_divergence, flat_tensors, max_error
+
+Masks = Mapping[str, Mapping[str, torch.Tensor]]
+_NNI_OPTIONS = {"confidence", "batch_dim", "batch_size", "map_location", "logger", "garbage_collect_values",
+                "customized_mask_updaters", "customized_replacers", "customized_replace_func", "graph_module"}
+
+
+class ModelSpeedup:
+    """Replace masked channels by physically smaller modules, in place.
+
+    Parameters
+    ----------
+    model: the pruned model (masks attached by a pruner, or plain with ``masks`` given).
+    dummy_input: a tensor, a tuple of positional inputs, or a dict of keyword inputs.
+    masks: ``{module_name: {'weight': mask, 'bias': mask}}``, a path to a ``torch.save``-d
+        masks file (NNI v2), or None to use the masks attached to ``model``.
+    strict: raise :class:`SpeedupError` naming the node at the first op without a channel
+        rule, instead of keeping it whole (a barrier) and reporting it.
+    round_to: keep a multiple of this many channels per layer (8/16 suit vector units).
+    leaf_modules: module classes, class names or module paths not to trace into.
+    autowrap_functions: functions recorded as single graph nodes (``torch.fx.wrap`` style).
+    time_limit: seconds; the analysis stops with an error naming the node it reached.
+    progress: True for a progress bar, or a callable ``(index, total, node_name)``.
+    check: compare shrunk and masked outputs (on by default; never returns a wrong model).
+    rtol, atol: tolerance of that comparison, relative to the largest reference value.
+    """
+
+    def __init__(self, model: nn.Module, dummy_input: Any, masks: Masks | str | Path | None = None, *,
+                 strict: bool = False, round_to: int = 1, leaf_modules: Iterable[type | str] = (),
+                 autowrap_functions: Iterable[Callable] = (), time_limit: float | None = None,
+                 progress: bool | Callable[[int, int, str], None] = False, check: bool = True,
+                 rtol: float = 1e-3, atol: float = 1e-5, **nni_options: Any) -> None:
+        unknown = set(nni_options) - _NNI_OPTIONS
+        if unknown:
+            raise TypeError(f"ModelSpeedup got unexpected arguments: {', '.join(sorted(unknown))}")
+        if nni_options:
+            warnings.warn(f"ModelSpeedup ignores NNI options {sorted(nni_options)}: not needed here", stacklevel=2)
+        if round_to < 1:
+            raise ValueError(f"round_to must be >= 1, got {round_to}")
+        self.model = model
+        self.dummy_input = dummy_input
+        self.masks = _load_masks(model, masks)
+        self.strict = strict
+        self.round_to = round_to
+        self.leaf_modules = tuple(leaf_modules)
+        self.autowrap_functions = tuple(autowrap_functions)
+        self.time_limit = time_limit
+        self.progress = progress
+        self.check = check
+        self.rtol, self.atol = rtol, atol
+        self.report: SpeedupReport | None = None
+
+    def speedup_model(self) -> nn.Module:
+        """Shrink the model in place and return it (raises SpeedupError if it would be wrong)."""
+        model = self.model
+        was_training = model.training
+        model.eval()
+        report = SpeedupReport()
+        try:
+            self._run(model, report)
+        finally:
+            model.train(was_training)
+        self.report = report
+        return model
+
+    # --- steps -------------------------------------------------------------------------------
+    def _run(self, model: nn.Module, report: SpeedupReport) -> None:
+        t0 = time.perf_counter()
+        _fold_masks(model, self.masks)
+        traced = trace_model(model, self.dummy_input, leaf_modules=self.leaf_modules,
+                             autowrap_functions=self.autowrap_functions)
+        report.untraced = traced.untraced
+        report.trace_s = time.perf_counter() - t0
+        ctx = Context(self.masks, strict=self.strict, time_limit=self.time_limit, progress=_progress(self.progress))
+        for part in traced.parts:
+            analyze_part(ctx, part)
+        _apply_zeros(model, ctx.zeros)
+        report.barriers = ctx.barriers
+        ctx.space.resolve()
+        keep = _keep_indices(ctx, self.round_to)
+        report.analysis_s = time.perf_counter() - t0 - report.trace_s
+
+        shrinkable = {n: u for n, u in ctx.uses.items() if n in keep}
+        ref_out = self._reference(model)
+        backup = {n: copy.deepcopy(u.module) for n, u in shrinkable.items()}
+        for name, use in shrinkable.items():
+            SHRINKERS[use.kind](use.module, keep[name])
+            report.layers.append(_row(name, use, keep[name], self.masks.get(name, {})))
+        report.shrink_s = time.perf_counter() - t0 - report.trace_s - report.analysis_s
+        if self.check:
+            self._verify(model, ctx, shrinkable, backup, ref_out, report)
+        report.total_s = time.perf_counter() - t0
+
+    @torch.no_grad()
+    def _reference(self, model: nn.Module) -> list[torch.Tensor]:
+        if not self.check:
+            return []
+        return [t.detach().clone() for t in flat_tensors(_call(model, self.dummy_input))]
+
+    @torch.no_grad()
+    def _verify(self, model: nn.Module, ctx: Context, uses: Mapping[str, Any], backup: dict[str, nn.Module],
+                ref_out: list[torch.Tensor], report: SpeedupReport) -> None:
+        try:
+            out = flat_tensors(_call(model, self.dummy_input))
+            problem = None
+            if len(out) != len(ref_out):
+                problem = f"the model returns {len(out)} tensors instead of {len(ref_out)}"
+            else:
+                report.max_abs_diff = max((max_error(r, o) for r, o in zip(ref_out, out) if r.shape == o.shape),
+                                          default=0.0)
+                if not all(close(r, o, self.rtol, self.atol) for r, o in zip(ref_out, out)):
+                    problem = f"outputs differ (max abs difference {report.max_abs_diff:.3g})"
+        except Exception as exc:  # the shrunk model does not even run
+            problem = f"the shrunk model fails: {type(exc).__name__}: {exc}"
+        if problem is None:
+            return
+        # locate the first differing layer: record both models layer by layer, then restore
+        modules = {n: u.module for n, u in uses.items()}
+        shrunk = _record(model, self.dummy_input, modules)
+        _restore(uses, backup)
+        ref = _record(model, self.dummy_input, modules)
+        order = list(ref)
+
+        def kept_of(name: str) -> torch.Tensor | None:
+            outputs = ctx.uses[name].outputs
+            return chan_kept(ctx.space, outputs[0]) if outputs else None
+
+        where = first_divergence(order, ref, shrunk, kept_of, self.rtol, self.atol)
+        layer = f"; first layer that differs: '{where[0]}' ({where[1]})" if where else ""
+        raise SpeedupError(f"speedup result does not match the masked model: {problem}{layer}. "
+                           "The model was restored to its masked state.")
+
+
+def _record(model: nn.Module, dummy_input: Any, modules: dict[str, nn.Module]) -> dict[str, Any]:
+    recorder = OutputRecorder(modules)
+    with recorder:
+        try:
+            _call(model, dummy_input)
+        except Exception:  # layers before the failure are recorded
+            pass
+    return recorder.outputs
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+def _load_masks(model: nn.Module, masks: Masks | str | Path | None) -> dict[str, dict[str, torch.Tensor]]:
+    if masks is None:
+        from torchslim.masking import get_masks
+
+        masks = {n: get_masks(m) for n, m in model.named_modules() if get_masks(m)}
+    elif isinstance(masks, (str, Path)):
+        masks = torch.load(masks, map_location="cpu", weights_only=True)
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    modules = dict(model.named_modules())
+    for name, targets in masks.items():
+        if name not in modules:
+            raise SpeedupError(f"masks name module '{name}', which the model does not have")
+        out[name] = {t.removesuffix("_mask"): m.detach().cpu() for t, m in targets.items() if m is not None}
+    return out
+
+
+@torch.no_grad()
+def _fold_masks(model: nn.Module, masks: Masks) -> None:
+    from torchslim.masking import masked_targets, detach_masks
+
+    modules = dict(model.named_modules())
+    for module in modules.values():
+        if masked_targets(module):
+            detach_masks(module, fold=False)  # the masks given below are folded instead
+    for name, targets in masks.items():
+        for target, mask in targets.items():
+            tensor = getattr(modules[name], target, None)
+            if isinstance(tensor, torch.Tensor):
+                tensor.mul_(mask.to(tensor.device, tensor.dtype))
+
+
+@torch.no_grad()
+def _apply_zeros(model: nn.Module, zeros: list[tuple[str, str, int, torch.Tensor]]) -> None:
+    modules = dict(model.named_modules())
+    for name, target, dim, dead in zeros:
+        tensor = getattr(modules[name], target, None)
+        if isinstance(tensor, torch.Tensor) and tensor.shape[dim] == dead.numel():
+            shape = [1] * tensor.dim()
+            shape[dim] = -1
+            tensor.mul_((~dead).reshape(shape).to(tensor.device, tensor.dtype))
+
+
+def _keep_indices(ctx: Context, round_to: int) -> dict[str, dict[str, torch.Tensor]]:
+    """Kept positions per module slot: never empty, equal per group of a grouped conv,
+    optionally a multiple of ``round_to``. Extra channels are kept (they hold masked zeros),
+    which can unbalance another slot, hence the fixed-point loop."""
+    space = ctx.space
+    for _ in range(20):
+        changed = False
+        for use in ctx.uses.values():
+            for ids in use.slots.values():
+                changed |= _top_up(space, ids, use.groups, round_to)
+        if not changed:
+            break
+    keep: dict[str, dict[str, torch.Tensor]] = {}
+    for name, use in ctx.uses.items():
+        idx = {slot: torch.nonzero(space.kept(ids)).reshape(-1) for slot, ids in use.slots.items()}
+        if any(i.numel() < use.slots[s].numel() for s, i in idx.items()):
+            keep[name] = idx
+    return keep
+
+
+def _top_up(space: Any, ids: torch.Tensor, groups: int, round_to: int) -> bool:
+    kept = space.kept(ids).reshape(groups, -1)
+    per_group = kept.shape[1]
+    want = max(int(kept.sum(1).max()), 1)
+    if round_to > 1:
+        want = min(per_group, -(-want * groups // round_to) * round_to // groups or per_group)
+        want = per_group if want * groups % round_to and want < per_group else want
+    changed = False
+    for g in range(groups):
+        n = int(kept[g].sum())
+        if n < want:
+            local = ids.reshape(groups, -1)[g]
+            space.add_keep_and_refresh(local[~kept[g]][: want - n])
+            changed = True
+    return changed
+
+
+def _restore(uses: Mapping[str, Any], backup: dict[str, nn.Module]) -> None:
+    for name, use in uses.items():
+        use.module.__dict__.clear()
+        use.module.__dict__.update(backup[name].__dict__)
+
+
+def _row(name: str, use: Any, keep: dict[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> LayerRow:
+    sizes = {slot: (ids.numel(), int(keep[slot].numel())) for slot, ids in use.slots.items()}
+    return LayerRow(name, type(use.module).__name__, sizes, use.requested)
+
+
+def _progress(progress: bool | Callable[[int, int, str], None]) -> Callable[[int, int, str], None] | None:
+    if callable(progress):
+        return progress
+    if not progress:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    bar = {"bar": None}
+
+    def update(index: int, total: int, name: str) -> None:
+        if bar["bar"] is None or bar["bar"].total != total:
+            bar["bar"] = tqdm(total=total, desc="speedup analysis", leave=False)
+        bar["bar"].update(1)
+        bar["bar"].set_postfix_str(name[:30])
+    return update
