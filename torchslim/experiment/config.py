@@ -97,6 +97,7 @@ class ExperimentConfig:
                 raise ConfigError(f"{key} (classArgs) is {getattr(self, key)!r}; allowed: a mapping")
             setattr(self, key, dict(getattr(self, key)))
         self.training_service = check_platform(self.training_service)
+        self.experiment_name = str(self.experiment_name)
         self.trial_code_directory = str(Path(self.trial_code_directory).expanduser().resolve())
         if not Path(self.trial_code_directory).is_dir():
             raise ConfigError(f"trialCodeDirectory {self.trial_code_directory!r} is not a folder")
@@ -149,6 +150,11 @@ def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str
                           f"{', '.join(allowed)}")
 
 
+def _pick(section: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
+    """ExperimentConfig fields from the YAML keys present (absent/null keep the defaults)."""
+    return {field: section[key] for key, field in fields.items() if section.get(key) is not None}
+
+
 def _section(raw: Mapping[str, Any], key: str, allowed: tuple[str, ...],
              where: str) -> Mapping[str, Any]:
     """The sub-mapping ``raw[key]`` ({} when absent), its keys checked."""
@@ -181,6 +187,10 @@ _V2_TOP = ("experimentName", "searchSpaceFile", "searchSpace", "trialCommand",
            "trialCodeDirectory", "trialConcurrency", "maxTrialNumber", "maxExperimentDuration",
            "maxTrialDuration", "trialGpuNumber", "tuner", "assessor", "trainingService",
            "experimentWorkingDirectory", "useAnnotation", "description")
+_V2_FIELDS = {"experimentName": "experiment_name", "trialCommand": "trial_command",
+              "trialConcurrency": "trial_concurrency", "maxTrialNumber": "max_trial_number",
+              "maxExperimentDuration": "max_experiment_duration",
+              "maxTrialDuration": "max_trial_duration", "trialGpuNumber": "trial_gpu_number"}
 _V2_TUNER = ("name", "classArgs")
 _V2_SERVICE = ("platform", "address", "useActiveGpu", "gpuIndices", "maxTrialNumberPerGpu")
 
@@ -196,27 +206,20 @@ def _from_v2(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig
     service = _section(raw, "trainingService", _V2_SERVICE, where)
     return ExperimentConfig(
         search_space=_space_from(raw, "searchSpaceFile", "searchSpace", base, where),
-        trial_command=raw.get("trialCommand"),
         trial_code_directory=_resolve(base, raw.get("trialCodeDirectory", ".")),
-        trial_concurrency=raw.get("trialConcurrency", 1),
-        max_trial_number=raw.get("maxTrialNumber"),
-        max_experiment_duration=raw.get("maxExperimentDuration"),
-        max_trial_duration=raw.get("maxTrialDuration"),
-        trial_gpu_number=raw.get("trialGpuNumber", 0),
-        tuner=tuner.get("name", "TPE"),
-        tuner_args=tuner.get("classArgs") or {},
-        assessor=assessor.get("name"),
-        assessor_args=assessor.get("classArgs") or {},
+        experiments_dir=_resolve(base, raw.get("experimentWorkingDirectory")),
         training_service=check_platform(service.get("platform", "local")),
         ray_address=service.get("address"),
-        experiment_name=str(raw.get("experimentName") or "experiment"),
-        experiments_dir=_resolve(base, raw.get("experimentWorkingDirectory")),
+        **_pick(raw, _V2_FIELDS), **_pick(tuner, {"name": "tuner", "classArgs": "tuner_args"}),
+        **_pick(assessor, {"name": "assessor", "classArgs": "assessor_args"}),
     )
 
 
 _V1_TOP = ("authorName", "experimentName", "trialConcurrency", "maxExecDuration", "maxTrialNum",
            "searchSpacePath", "useAnnotation", "tuner", "assessor", "trial",
            "trainingServicePlatform", "logDir", "rayConfig", "description")
+_V1_FIELDS = {"experimentName": "experiment_name", "trialConcurrency": "trial_concurrency",
+              "maxTrialNum": "max_trial_number", "maxExecDuration": "max_experiment_duration"}
 _V1_TUNER = ("builtinTunerName", "classArgs")
 _V1_ASSESSOR = ("builtinAssessorName", "classArgs")
 _V1_TRIAL = ("command", "codeDir", "gpuNum")
@@ -232,21 +235,15 @@ def _from_v1(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig
     ray = _section(raw, "rayConfig", _V1_RAY, where)
     return ExperimentConfig(
         search_space=_space_from(raw, "searchSpacePath", None, base, where),
-        trial_command=trial.get("command"),
         trial_code_directory=_resolve(base, trial.get("codeDir", ".")),
-        trial_concurrency=raw.get("trialConcurrency", 1),
-        max_trial_number=raw.get("maxTrialNum"),
-        max_experiment_duration=raw.get("maxExecDuration"),
-        trial_gpu_number=trial.get("gpuNum", 0),
-        tuner=tuner.get("builtinTunerName", "TPE"),
-        tuner_args=tuner.get("classArgs") or {},
-        assessor=assessor.get("builtinAssessorName"),
-        assessor_args=assessor.get("classArgs") or {},
+        experiments_dir=_resolve(base, raw.get("logDir")),
         training_service=check_platform(raw.get("trainingServicePlatform", "local"),
                                         "trainingServicePlatform"),
         ray_address=ray.get("address"),
-        experiment_name=str(raw.get("experimentName") or "experiment"),
-        experiments_dir=_resolve(base, raw.get("logDir")),
+        **_pick(raw, _V1_FIELDS),
+        **_pick(trial, {"command": "trial_command", "gpuNum": "trial_gpu_number"}),
+        **_pick(tuner, {"builtinTunerName": "tuner", "classArgs": "tuner_args"}),
+        **_pick(assessor, {"builtinAssessorName": "assessor", "classArgs": "assessor_args"}),
     )
 
 
