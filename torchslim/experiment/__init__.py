@@ -5,8 +5,7 @@ Importing this package is light (stdlib only) because trial code imports
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from torchslim._lazy import lazy_getattr
 
 _LAZY = {
     "Experiment": "torchslim.experiment.experiment",
@@ -22,8 +21,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'torchslim.experiment' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
