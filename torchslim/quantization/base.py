@@ -190,9 +190,7 @@ class Quantizer:
             for target, quant in state.targets.items():
                 weight = None
                 if quant.quant_type is QuantType.WEIGHT:
-                    weight = getattr(module, target)
-                    factor = state._bn_factor(weight) if target == "weight" else None
-                    weight = weight if factor is None else weight * factor
+                    weight = state.folded(target, getattr(module, target))
                 quant.freeze(weight, module, target)
         return self.get_calibration_config()
 
@@ -201,6 +199,9 @@ class Quantizer:
         quant_bits, tracked_min, tracked_max}}}``, as NNI's seeds show."""
         config: CalibrationConfig = {}
         for name, state in self.states.items():
+            module = self._modules[name]
+            for target in state.weight_targets():
+                state.targets[target].observe_weight(state.folded(target, getattr(module, target)), module, target)
             entries = {}
             for target, quant in state.targets.items():
                 entry = quant.export()

@@ -116,7 +116,7 @@ def translate_v2(data: dict[str, Any], where: str) -> dict[str, Any]:
         out["target_names"] = [V2_TYPES[t] for t in types]
     bits = _per_type(data.get("quant_bits", 8), types, where, "quant_bits")
     kinds = _per_type(dtype if dtype is not None else "int", types, where, "quant_dtype")
-    schemes = _per_type(scheme if scheme is not None else "per_tensor_affine", types, where, "quant_scheme")
+    schemes = _per_type(scheme, types, where, "quant_scheme") if scheme is not None else {}
     settings: dict[str, dict[str, Any]] = {}
     for t in types:
         kind = kinds.get(t, "int")
@@ -128,8 +128,10 @@ def translate_v2(data: dict[str, Any], where: str) -> dict[str, Any]:
         else:
             n = _bits(bits.get(t, 8), where)
             per = {"quant_dtype": f"{'u' if kind == 'uint' else ''}int{n}"}
-        v2_scheme = schemes.get(t, "per_tensor_affine")
-        if v2_scheme in SCHEMES:
+        v2_scheme = schemes.get(t)
+        if v2_scheme is None:  # the quantizer's default scheme applies
+            pass
+        elif v2_scheme in SCHEMES:
             per["quant_scheme"] = v2_scheme
         elif v2_scheme in V2_SCHEMES:
             per["quant_scheme"] = v2_scheme.rsplit("_", 1)[1]

@@ -58,6 +58,11 @@ class ModuleQuant:
         factor = gamma.detach() / torch.sqrt(bn.running_var + bn.eps)
         return factor.reshape(-1, *([1] * (weight.dim() - 1)))
 
+    def folded(self, target: str, weight: torch.Tensor) -> torch.Tensor:
+        """The tensor the weight quantizer sees: ``weight`` with the folded BatchNorm scale, if any."""
+        factor = self._bn_factor(weight) if target == "weight" else None
+        return weight if factor is None else weight * factor
+
     def quantized_weight(self, module: nn.Module, target: str, weight: torch.Tensor) -> torch.Tensor:
         quant = self.targets[target]
         factor = self._bn_factor(weight) if target == "weight" else None

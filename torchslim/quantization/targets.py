@@ -92,11 +92,19 @@ class TargetQuant:
         elif self.mode == "calibrate" or training:
             self.observer.update(to_units(x.detach(), block))
             self.update_qparams()
+        started = self.step >= self.spec.quant_start_step
         if training:
             self.step += 1
-        if self.mode == "calibrate" or not self.ready or self.step < self.spec.quant_start_step:
+        if self.mode == "calibrate" or not self.ready or not started:
             return x
         return self.quantize(x, block)
+
+    def observe_weight(self, weight: torch.Tensor, module: nn.Module, target: str) -> None:
+        """Refresh a not-yet-frozen weight's qparams from its current value (no quantization)."""
+        if self.mode == "auto" and self.method == "affine" and not self.observe_only:
+            self.observer = make_observer(self.observer_kind)
+            self.observer.update(to_units(weight.detach(), self.block_for(weight, module, target)))
+            self.update_qparams()
 
     def update_qparams(self) -> None:
         lo, hi = self.observer.range(self.spec.dtype, self.spec.scheme)
@@ -174,9 +182,10 @@ class LsqTargetQuant(TargetQuant):
         if self.learned is None:
             self._init_scale(units)
             self.learned.data = self.learned.data.to(x.device)
+        started = self.step >= self.spec.quant_start_step or self.mode == "frozen"
         if module is not None and module.training:
             self.step += 1
-        if self.step < self.spec.quant_start_step and self.mode != "frozen":
+        if not started:
             return x
         scale = expand(self.learned.abs().clamp_min(1e-8), block)
         zp = expand(self.zero_point.to(x.device), block)

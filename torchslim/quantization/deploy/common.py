@@ -68,24 +68,34 @@ def activation_qparams(entry: Entry, where: str) -> tuple[float, int]:
     return float(scale), int(round(float(zero_point))) + shift
 
 
-def quantized_weight(weight: torch.Tensor, entry: Entry, where: str) -> torch.Tensor:
-    """``weight`` as a qint8 tensor on ``entry``'s grid (per tensor, or per channel along one dim)."""
+def weight_qparams(entry: Entry, where: str, weight_dim: int) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+    """``(scale, int8 zero point, channel axis or None)`` of a weight entry, as plain tensors.
+
+    A uint grid shifts to the int8 grid holding the same values.
+    """
     dtype = parse_dtype(entry.get("quant_dtype", "int8"))
     scale = torch.as_tensor(entry["scale"]).float()
-    zero_point = torch.as_tensor(entry["zero_point"]).float()
-    shift = 0 if dtype.signed else -(2 ** (dtype.bits - 1))  # uint grid → int grid, same values
-    zero_point = torch.round(zero_point) + shift
+    zero_point = torch.round(torch.as_tensor(entry["zero_point"]).float())
+    if not dtype.signed:
+        zero_point = zero_point - 2 ** (dtype.bits - 1)
     if dtype.bits > 8 or not (-128 <= float(zero_point.min()) and float(zero_point.max()) <= 127):
         raise ValueError(f"{where}: a {dtype.name} weight grid does not fit int8 kernels")
     if scale.numel() == 1:
-        return torch.quantize_per_tensor(weight.detach().float(), float(scale), int(zero_point.reshape(())), torch.qint8)
+        return scale.reshape(()), zero_point.reshape(()).int(), None
     axes = [d for d, n in enumerate(scale.shape) if n > 1]
-    if len(axes) != 1 or scale.dim() != weight.dim():
+    if len(axes) != 1 or scale.dim() != weight_dim:
         raise ValueError(f"{where}: block-wise weight scales {list(scale.shape)} have no int8 kernel; "
                          "use per-tensor or per-channel granularity to deploy")
-    axis = axes[0]
-    return torch.quantize_per_channel(weight.detach().float(), scale.flatten(), zero_point.flatten().long(), axis,
-                                      torch.qint8)
+    return scale.flatten(), zero_point.flatten().int(), axes[0]
 
 
-__all__ = ["activation_qparams", "bn_folded_weight", "float_copy", "is_affine_entry", "quantized_weight"]
+def quantized_weight(weight: torch.Tensor, entry: Entry, where: str) -> torch.Tensor:
+    """``weight`` as a qint8 tensor on ``entry``'s grid (per tensor, or per channel along one dim)."""
+    scale, zero_point, axis = weight_qparams(entry, where, weight.dim())
+    w = weight.detach().float()
+    if axis is None:
+        return torch.quantize_per_tensor(w, float(scale), int(zero_point), torch.qint8)
+    return torch.quantize_per_channel(w, scale, zero_point.long(), axis, torch.qint8)
+
+
+__all__ = ["activation_qparams", "bn_folded_weight", "float_copy", "is_affine_entry", "quantized_weight", "weight_qparams"]
