@@ -75,6 +75,18 @@ def test_agp_with_taylor_collects_data_between_steps_and_stops_after_freezing():
     assert float(masks["0"]["weight"].amax(1).mean()) == 0.5
 
 
+def test_start_finish_let_another_compressor_own_the_training_run():
+    model = _model()
+    ev = _evaluator(model)
+    schedule = LinearPruner(LevelPruner(model, CFG), interval_steps=2, total_times=2, evaluator=ev)
+    schedule.start()
+    ev.train(max_steps=3)  # e.g. a quantizer's compress() running the shared loop
+    assert schedule.times_done == 1 and _sparsity(model) == pytest.approx(0.4)
+    ev.train(max_steps=2)
+    schedule.finish()
+    assert schedule.frozen and _sparsity(model) == pytest.approx(0.8) and not ev._after
+
+
 def test_schedule_warns_and_finishes_when_training_is_too_short():
     model = _model()
     schedule = AGPPruner(LevelPruner(model, CFG), interval_steps=10, total_times=5, evaluator=_evaluator(model))

@@ -94,6 +94,7 @@ class ScheduledPruner:
         self.ratios = TargetRatios(pruner)
         self.times_done = 0
         self._step = 0
+        self._handle: Any = None
 
     # --- what a schedule is ----------------------------------------------------------------------
     def ratio_at(self, final: float, time: int) -> float:
@@ -128,22 +129,40 @@ class ScheduledPruner:
             raise ValueError(f"{type(self).__name__}.compress(max_steps, max_epochs) needs an evaluator")
         if max_steps is None and max_epochs is None:
             max_steps = self.interval_steps * self.total_times
-        self._step = 0
-        handle = self.evaluator.on_after_step(self._after_step)
-        self._start_data()
+        self.start()
         try:
             self.evaluator.train(max_steps=max_steps, max_epochs=max_epochs)
-        finally:
-            handle.remove()
-            self._stop_data()
+        except BaseException:
+            self._unhook()
+            raise
+        self.finish()
+        return CompressResult(self.model, self.get_masks())
+
+    def start(self) -> None:
+        """Hook the schedule into the evaluator's training without training: another compressor
+        (a quantizer, a distiller) can then run one shared training loop; call :meth:`finish` after."""
+        if self.evaluator is None:
+            raise ValueError(f"{type(self).__name__} needs an evaluator to follow training steps")
+        self._step = 0
+        self._handle = self.evaluator.on_after_step(self._after_step)
+        self._start_data()
+
+    def finish(self) -> None:
+        """Unhook; if training stopped early, prune to the final sparsity now (with a warning)."""
+        self._unhook()
         if not self.frozen:
             warnings.warn(
                 f"{type(self).__name__}: training ended after {self._step} steps, before the last of "
                 f"{self.total_times} pruning steps (every {self.interval_steps}); pruning to the final "
-                "sparsity now, without fine-tuning", stacklevel=2,
+                "sparsity now, without fine-tuning", stacklevel=3,
             )
             self._prune(self.total_times)
-        return CompressResult(self.model, self.get_masks())
+
+    def _unhook(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self._stop_data()
 
     def update_epoch(self, epoch: int) -> None:
         """v1: call at the start of each epoch; prunes to the epoch's scheduled sparsity."""
