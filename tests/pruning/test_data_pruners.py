@@ -188,3 +188,29 @@ def test_needs_an_evaluator_and_says_so():
     with pytest.raises(RuntimeError, match="needs training data"):
         L1NormPruner(nn.Sequential(nn.Linear(2, 2)), [{"op_types": ["Linear"], "sparse_ratio": 0.5}],
                      importance="taylor").compress()
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.a(x))
+        y = F.relu(self.b(y) + y)  # a and b are coupled by the add
+        return self.head(y.mean((2, 3)))
+
+
+def test_dependency_aware_mode_traces_coupled_layers():
+    pytest.importorskip("torchslim.graph.groups")
+    torch.manual_seed(0)
+    model = Residual()
+    x = torch.randn(32, 3, 6, 6)
+    ev = _evaluator(model, x, torch.randint(0, 2, (32,)), loss=F.cross_entropy)
+    cfg = [{"op_types": ["Conv2d"], "sparse_ratio": 0.5}]
+    pruner = TaylorPruner(model, cfg, ev, training_steps=1, mode="dependency_aware", dummy_input=x[:2])
+    _, masks = pruner.compress()
+    keep_a, keep_b = (masks[n]["weight"].flatten(1).amax(1) for n in ("a", "b"))
+    assert torch.equal(keep_a, keep_b) and keep_a.sum() == 4
