@@ -251,6 +251,13 @@ def register_module_rule(key: type | str, rule: ModuleRule) -> None:
         _BY_TYPE.insert(0, (key, rule))
 
 
+def has_named_rule(module: nn.Module) -> bool:
+    """Modules of libraries outside torch.nn with a rule by class name: traced as leaves."""
+    from torchslim.graph import attention  # noqa: F401  (registers attention rules)
+
+    return type(module).__name__ in _BY_NAME
+
+
 def module_rule(module: nn.Module) -> ModuleRule | None:
     from torchslim.graph import attention  # noqa: F401  (registers attention rules)
 

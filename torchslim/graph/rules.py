@@ -452,7 +452,7 @@ _ZERO_KEEPING = ["relu", "relu6", "gelu", "silu", "hardswish", "mish", "tanh", "
                  "hardtanh", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "neg",
                  "abs", "contiguous", "clone", "detach", "float", "half", "double", "to", "type_as",
                  "relu_", "selu", "celu", "hardshrink", "softshrink", "tanhshrink", "sin", "erf",
-                 "sign", "square", "sqrt", "trunc", "round", "floor", "ceil", "clamp", "clip"]
+                 "sign", "square", "sqrt", "trunc", "round", "floor", "ceil", "clamp", "clip", "pow"]
 _ZERO_BREAKING = ["sigmoid", "hardsigmoid", "exp", "cos", "softplus", "log_sigmoid", "logsigmoid",
                   "reciprocal", "rsqrt", "log", "masked_fill"]
 _SPATIAL = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",

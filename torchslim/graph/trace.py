@@ -21,11 +21,6 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-# Module classes (by name, so optional libraries need not be imported) treated as leaves
-# because a channel rule handles them whole.
-DEFAULT_LEAF_NAMES = {
-    "BertSelfAttention", "ViTSelfAttention", "GPT2Attention", "Conv1D",
-}
 
 
 @dataclass
@@ -50,10 +45,12 @@ class SlimTracer(fx.Tracer):
     def __init__(self, leaf_modules: Iterable[type | str] = (), autowrap_functions: Iterable[Callable] = ()) -> None:
         super().__init__(autowrap_functions=tuple(autowrap_functions))
         self.leaf_types = tuple(t for t in leaf_modules if isinstance(t, type))
-        self.leaf_names = {t for t in leaf_modules if isinstance(t, str)} | DEFAULT_LEAF_NAMES
+        self.leaf_names = {t for t in leaf_modules if isinstance(t, str)}
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, self.leaf_types) or type(m).__name__ in self.leaf_names:
+        from torchslim.graph.module_rules import has_named_rule
+
+        if isinstance(m, self.leaf_types) or type(m).__name__ in self.leaf_names or has_named_rule(m):
             return True
         if module_qualified_name in self.leaf_names:
             return True
@@ -143,8 +140,9 @@ def trace_model(
         else:
             if captured is None:
                 captured = capture_inputs(model, dummy_input)
-            if module not in captured:
-                continue  # never called in this forward pass: nothing to do
+            if module not in captured:  # a container (ModuleList...) or unused: look inside
+                todo[:0] = [(f"{prefix}.{n}" if prefix else n, c) for n, c in module.named_children()]
+                continue
             call_args, call_kwargs = captured[module]
             root, args = _make_call(module, call_args, _bind_kwargs(module, call_args, call_kwargs))
             call_prefix = f"{prefix}." if prefix else ""

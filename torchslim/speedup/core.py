@@ -109,12 +109,15 @@ class ModelSpeedup:
         shrinkable = {n: u for n, u in ctx.uses.items() if n in keep}
         ref_out = self._reference(model)
         backup = {n: copy.deepcopy(u.module) for n, u in shrinkable.items()}
+        replaced: list[tuple[nn.Module, str, nn.Module]] = []
         for name, use in shrinkable.items():
-            SHRINKERS[use.kind](use.module, keep[name])
+            new = SHRINKERS[use.kind](use.module, keep[name])
+            if isinstance(new, nn.Module) and new is not use.module:
+                replaced += _replace(model, use.module, new)
             report.layers.append(_row(name, use, keep[name], self.masks.get(name, {})))
         report.shrink_s = time.perf_counter() - t0 - report.trace_s - report.analysis_s
         if self.check:
-            self._verify(model, ctx, shrinkable, backup, ref_out, report)
+            self._verify(model, ctx, shrinkable, backup, ref_out, report, replaced)
         report.total_s = time.perf_counter() - t0
 
     @torch.no_grad()
@@ -125,7 +128,8 @@ class ModelSpeedup:
 
     @torch.no_grad()
     def _verify(self, model: nn.Module, ctx: Context, uses: Mapping[str, Any], backup: dict[str, nn.Module],
-                ref_out: list[torch.Tensor], report: SpeedupReport) -> None:
+                ref_out: list[torch.Tensor], report: SpeedupReport,
+                replaced: list[tuple[nn.Module, str, nn.Module]]) -> None:
         try:
             out = flat_tensors(_call(model, self.dummy_input))
             problem = None
@@ -144,6 +148,8 @@ class ModelSpeedup:
         modules = {n: u.module for n, u in uses.items()}
         shrunk = _record(model, self.dummy_input, modules)
         _restore(uses, backup)
+        for parent, attr, old in replaced:
+            setattr(parent, attr, old)
         ref = _record(model, self.dummy_input, modules)
         order = list(ref)
 
@@ -245,6 +251,17 @@ def _top_up(space: Any, ids: torch.Tensor, groups: int, round_to: int) -> bool:
             space.add_keep_and_refresh(local[~kept[g]][: want - n])
             changed = True
     return changed
+
+
+def _replace(model: nn.Module, old: nn.Module, new: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """Point every attribute holding ``old`` at ``new``; returns what to undo."""
+    done = []
+    for parent in model.modules():
+        for attr, child in list(parent._modules.items()):
+            if child is old:
+                parent._modules[attr] = new
+                done.append((parent, attr, old))
+    return done
 
 
 def _restore(uses: Mapping[str, Any], backup: dict[str, nn.Module]) -> None:

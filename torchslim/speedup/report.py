@@ -16,7 +16,7 @@ class LayerRow:
 
     @property
     def achieved(self) -> float:
-        before, after = self.sizes.get("out", next(iter(self.sizes.values())))
+        before, after = self.sizes.get("heads") or self.sizes.get("out") or next(iter(self.sizes.values()))
         return 1.0 - after / before if before else 0.0
 
 
