@@ -24,10 +24,14 @@ from torchslim.quantization.fusion import _BN, fused_chains, trace
 
 _COMPUTE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 # ops whose output shares the input's quantization (observers look through them)
-_PASS_MODULES = (nn.ReLU, nn.ReLU6, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Dropout,
-                 nn.Identity, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AvgPool2d)
-_PASS_FUNCTIONS = (F.relu, torch.relu, F.relu6, F.max_pool1d, F.max_pool2d, F.max_pool3d, torch.flatten, F.dropout,
-                   F.adaptive_avg_pool2d, F.avg_pool2d, operator.getitem)
+# Range-safe ones also let a consumer's input range describe their input: max pooling,
+# ReLU and reshapes never produce a value outside what they drop; averaging shrinks the range.
+_SAFE_MODULES = (nn.ReLU, nn.ReLU6, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Dropout, nn.Identity)
+_PASS_MODULES = _SAFE_MODULES + (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AvgPool1d,
+                                 nn.AvgPool2d, nn.AvgPool3d)
+_SAFE_FUNCTIONS = (F.relu, torch.relu, F.relu6, F.max_pool1d, F.max_pool2d, F.max_pool3d, torch.flatten, F.dropout,
+                   operator.getitem)
+_PASS_FUNCTIONS = _SAFE_FUNCTIONS + (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.avg_pool1d, F.avg_pool2d)
 _PASS_METHODS = ("view", "reshape", "flatten", "relu", "contiguous", "squeeze", "unsqueeze", "permute", "transpose")
 
 
@@ -55,11 +59,11 @@ class X86Int8Model(nn.Module):
             return self.model(*args)
 
 
-def _is_pass_through(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+def _is_pass_through(node: fx.Node, modules: Mapping[str, nn.Module], safe_only: bool = False) -> bool:
     if node.op == "call_module":
-        return isinstance(modules.get(node.target), _PASS_MODULES)
+        return isinstance(modules.get(node.target), _SAFE_MODULES if safe_only else _PASS_MODULES)
     if node.op == "call_function":
-        return node.target in _PASS_FUNCTIONS
+        return node.target in (_SAFE_FUNCTIONS if safe_only else _PASS_FUNCTIONS)
     return node.op == "call_method" and node.target in _PASS_METHODS
 
 
@@ -70,7 +74,7 @@ def _consumer_inputs(node: fx.Node, modules: Mapping[str, nn.Module], calibratio
         if user.op == "call_module" and user.target in calibration and "_input_0" in calibration[user.target] \
                 and user.args and user.args[0] is node:
             found.append(f"{user.target}._input_0")
-        elif depth < 8 and _is_pass_through(user, modules):
+        elif depth < 8 and _is_pass_through(user, modules, safe_only=True):
             found += _consumer_inputs(user, modules, calibration, depth + 1)
     return found
 
@@ -122,27 +126,43 @@ def build_x86(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], ex
         warnings.simplefilter("ignore")
         quantized = quantize_fx.convert_fx(prepared)
     report += _set_weights(quantized, modules, calibration)
+    _views_to_reshapes(quantized)
     return X86Int8Model(quantized.eval(), report)
 
 
-def _observer_groups(prepared: fx.GraphModule, modules: Mapping[str, nn.Module]) -> list[list[fx.Node]]:
-    """Observer nodes that must share qparams: ``obs → maxpool/relu/flatten... → obs`` chains."""
-    group_of: dict[fx.Node, list[fx.Node]] = {}
+def _views_to_reshapes(graph_module: fx.GraphModule) -> None:
+    """Quantized conv outputs are channels-last, where ``x.view(n, -1)`` fails; ``reshape`` copies when needed."""
+    changed = False
+    for node in graph_module.graph.nodes:
+        if node.op == "call_method" and node.target == "view":
+            node.target, changed = "reshape", True
+    if changed:
+        graph_module.recompile()
+
+
+def _observer_groups(prepared: fx.GraphModule, modules: Mapping[str, nn.Module]) -> list[list[tuple[fx.Node, bool]]]:
+    """Observer nodes that must share qparams (``obs → maxpool/relu/avgpool... → obs`` chains), each
+    with whether only range-safe ops lie between it and the group's first observer."""
+    group_of: dict[fx.Node, list[tuple[fx.Node, bool]]] = {}
+    safe_of: dict[fx.Node, bool] = {}
     groups = []
     for node in prepared.graph.nodes:
         if node.op != "call_module" or "activation_post_process" not in str(node.target):
             continue
-        producer = node.args[0]
+        producer, safe = node.args[0], True
         while _is_pass_through(producer, modules) and producer.args and isinstance(producer.args[0], fx.Node) \
                 and producer.args[0] not in group_of:
+            safe = safe and _is_pass_through(producer, modules, safe_only=True)
             producer = producer.args[0]
         head = producer.args[0] if _is_pass_through(producer, modules) and producer.args else None
         if head in group_of:
-            group_of[head].append(node)
+            safe = safe and safe_of[head] and _is_pass_through(producer, modules, safe_only=True)
+            group_of[head].append((node, safe))
             group_of[node] = group_of[head]
         else:
-            group_of[node] = [node]
+            group_of[node] = [(node, True)]
             groups.append(group_of[node])
+        safe_of[node] = safe
     return groups
 
 
@@ -151,23 +171,24 @@ def _fix_observers(prepared: fx.GraphModule, modules: Mapping[str, nn.Module], c
     report = []
     for group in _observer_groups(prepared, modules):
         keys = []
-        for node in reversed(group):  # the tensor the next quantized layer consumes comes first
-            keys += _consumer_inputs(node, modules, calibration)
-        producer = group[0].args[0]
+        for node, safe in reversed(group):  # the tensor the next quantized layer consumes comes first
+            if safe:
+                keys += _consumer_inputs(node, modules, calibration)
+        producer = group[0][0].args[0]
         if producer.op == "call_module":
             keys += _producer_outputs(producer.target, chains, modules, calibration)
         keys = [k for k in keys if is_affine_entry(_lookup(calibration, k))]
         keys.sort(key=lambda k: bool(_lookup(calibration, k).get("observed_only")))  # quantized grids first
         tensor = producer.name
         if not keys:
-            observer = prepared.get_submodule(group[0].target)
+            observer = prepared.get_submodule(group[0][0].target)
             scale, zero_point = (float(v) for v in observer.calculate_qparams())
             source = "observed on example input"
         else:
             scale, zero_point = activation_qparams(_lookup(calibration, keys[0]), keys[0])
             source = keys[0]
         fixed = fixed_cls(scale, int(zero_point), dtype=torch.quint8, quant_min=0, quant_max=255)
-        for node in group:
+        for node, _ in group:
             setattr(prepared, node.target, fixed)
         report.append({"tensor": tensor, "source": source, "scale": scale, "zero_point": int(zero_point)})
     return report
