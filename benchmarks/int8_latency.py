@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from torchslim.quantization import PtqQuantizer, deploy
-from torchslim.utils.metrics import measure_latency
 from torchslim.utils.onnx_export import export_onnx
 
 RESULTS = Path(__file__).parent / "results" / "quantization.md"
@@ -79,6 +78,23 @@ def ort_static_anchor(fp32_path: Path, calib: list[torch.Tensor], out: Path) -> 
     return out
 
 
+def interleaved_latency(runs: dict, warmup: int, rounds: int, threads: int = 2) -> dict[str, float]:
+    """Median ms per variant, timing the variants round-robin so that load changes on a shared
+    machine hit all of them alike (warm-up calls excluded, threads pinned)."""
+    torch.set_num_threads(threads)
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    with torch.inference_mode():
+        for fn in runs.values():
+            for _ in range(warmup):
+                fn()
+        for _ in range(rounds):
+            for key, fn in runs.items():
+                t0 = time.perf_counter()
+                fn()
+                samples[key].append((time.perf_counter() - t0) * 1000)
+    return {k: float(np.median(v)) for k, v in samples.items()}
+
+
 def bench_model(name: str, build, batches: list[int], tmp: Path, repeats: int) -> list[dict]:
     torch.manual_seed(0)
     model = build().eval()
@@ -116,8 +132,8 @@ def bench_model(name: str, build, batches: list[int], tmp: Path, repeats: int) -
             "ours int8, x86 backend": lambda: ours_x86(x),
             "ours int8, onnxruntime backend": lambda: ours_ort(x),
         }
-        reps = repeats if batch == 1 else max(3, repeats // 6)
-        times = {k: measure_latency(f, threads=2, warmup=2 if batch > 1 else 5, repeats=reps) for k, f in runs.items()}
+        reps = repeats if batch == 1 else max(5, repeats // 4)
+        times = interleaved_latency(runs, warmup=2 if batch > 1 else 5, rounds=reps)
         base, ort_base = times["torch fp32 eager"], times["onnxruntime fp32"]
         for label, ms in times.items():
             err = agree.get(label)

@@ -7,6 +7,7 @@ model running int8 kernels (PyTorch x86 / fbgemm, or onnxruntime QDQ).
 """
 from torchslim.quantization.base import CalibrationConfig, Quantizer
 from torchslim.quantization.config import DEFAULT_QUANT_TYPES, QuantDtype, TargetSpec
+from torchslim.quantization.int8 import calibration_of, deploy
 from torchslim.quantization.fake_quant import QuantGrad, QuantType, StraightThrough
 from torchslim.quantization.observers import EMAObserver, MSEObserver, Observer, PercentileObserver, qparams
 from torchslim.quantization.quantizers import (
@@ -14,15 +15,15 @@ from torchslim.quantization.quantizers import (
 )
 
 
-def deploy(*args, **kwargs):
-    """See :func:`torchslim.quantization.deploy.deploy` (imported lazily: it pulls in FX / onnx)."""
-    from torchslim.quantization.deploy import deploy as _deploy
+def demo_rows(*args, **kwargs):
+    """See :func:`torchslim.quantization.demo.demo_rows` (the demo's PTQ / QAT → int8 rows)."""
+    from torchslim.quantization.demo import demo_rows as _demo_rows
 
-    return _deploy(*args, **kwargs)
+    return _demo_rows(*args, **kwargs)
 
 
 __all__ = [
     "BNNQuantizer", "CalibrationConfig", "DEFAULT_QUANT_TYPES", "DoReFaQuantizer", "EMAObserver", "LsqQuantizer",
     "MSEObserver", "NaiveQuantizer", "Observer", "PercentileObserver", "PtqQuantizer", "QATQuantizer", "QuantDtype",
-    "QuantGrad", "QuantType", "Quantizer", "StraightThrough", "TargetSpec", "deploy", "qparams",
+    "QuantGrad", "QuantType", "Quantizer", "StraightThrough", "TargetSpec", "calibration_of", "demo_rows", "deploy", "qparams",
 ]

@@ -246,7 +246,7 @@ class Quantizer:
         if calibration_path is not None:
             torch.save(calibration, calibration_path)
         if onnx_path is not None:
-            from torchslim.quantization.deploy.onnx_qdq import export_qdq_onnx
+            from torchslim.quantization.int8.onnx_qdq import export_qdq_onnx
 
             if dummy_input is None:
                 dummy_input = self.dummy_input

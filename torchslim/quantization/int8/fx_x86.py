@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from torchslim.quantization.deploy.common import (
+from torchslim.quantization.int8.common import (
     activation_qparams, bn_folded_weight, float_copy, is_affine_entry, quantized_weight,
 )
 from torchslim.quantization.fusion import _BN, fused_chains, trace

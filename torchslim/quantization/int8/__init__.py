@@ -31,16 +31,16 @@ def deploy(model: nn.Module, calibration_config: Mapping[str, Mapping[str, Any]]
         backend = _auto_backend()
         if backend == "x86":
             try:
-                from torchslim.quantization.deploy.fx_x86 import build_x86
+                from torchslim.quantization.int8.fx_x86 import build_x86
 
                 return build_x86(model, calibration_config, example_input)
             except RuntimeError:
                 backend = "onnxruntime"
     if backend == "x86":
-        from torchslim.quantization.deploy.fx_x86 import build_x86
+        from torchslim.quantization.int8.fx_x86 import build_x86
 
         return build_x86(model, calibration_config, example_input)
-    from torchslim.quantization.deploy.onnx_qdq import build_onnxruntime
+    from torchslim.quantization.int8.onnx_qdq import build_onnxruntime
 
     return build_onnxruntime(model, calibration_config, example_input, **kwargs)
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from torchslim.errors import require
-from torchslim.quantization.deploy.common import (
+from torchslim.quantization.int8.common import (
     activation_qparams, bn_folded_weight, float_copy, is_affine_entry, weight_qparams,
 )
 from torchslim.quantization.hooks import ModuleQuant, attach, canonical_target
