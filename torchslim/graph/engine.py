@@ -116,16 +116,17 @@ class Context:
     # --- barriers ------------------------------------------------------------------------
     def barrier(self, node: fx.Node, reason: str) -> Any:
         target = _target_name(node)
+        chans = [c for arg in _flat_nodes((node.args, node.kwargs)) for c in _flat_chans(self.env.get(arg))]
+        if all(bool((c.ids == 0).all()) for c in chans):
+            return self.pinned_like(node)  # only constants and kept channels: nothing is lost
         if self.strict:
             raise SpeedupError(
                 f"speedup cannot reason about node '{node.name}' ({node.op} {target}): {reason}. "
                 "Use strict=False to keep it whole (a barrier), or register a channel rule."
             )
         self.barriers.append(Barrier(node.name, target, reason))
-        for arg in _flat_nodes((node.args, node.kwargs)):
-            value = self.env.get(arg)
-            for chan in _flat_chans(value):
-                self.space.keep(chan.ids)
+        for chan in chans:
+            self.space.keep(chan.ids)
         return self.pinned_like(node)
 
     def ids_along(self, chan: Chan, dim: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -65,6 +65,56 @@ def compress(chan: Chan) -> Chan:
     return Chan(ids.contiguous(), dead.contiguous())
 
 
+def reshape_groups(in_shape: tuple, out_shape: tuple) -> list[tuple[list[int], list[int]]] | None:
+    """Pair runs of input and output dims with equal products (how a reshape regroups dims)."""
+    if 0 in in_shape or 0 in out_shape:
+        return None
+    groups: list[tuple[list[int], list[int]]] = []
+    i = j = 0
+    while i < len(in_shape) and j < len(out_shape):
+        gi, gj = [i], [j]
+        pi, pj = in_shape[i], out_shape[j]
+        i, j = i + 1, j + 1
+        while pi != pj:
+            if pi < pj:
+                if i >= len(in_shape):
+                    return None
+                gi.append(i); pi *= in_shape[i]; i += 1  # noqa: E702
+            else:
+                if j >= len(out_shape):
+                    return None
+                gj.append(j); pj *= out_shape[j]; j += 1  # noqa: E702
+        groups.append((gi, gj))
+    rest_i, rest_j = list(range(i, len(in_shape))), list(range(j, len(out_shape)))
+    if any(in_shape[d] != 1 for d in rest_i) or any(out_shape[d] != 1 for d in rest_j):
+        return None
+    if groups:
+        groups[-1][0].extend(rest_i)
+        groups[-1][1].extend(rest_j)
+    elif rest_i or rest_j:
+        groups.append((rest_i, rest_j))
+    return groups
+
+
+def reshape_chan(chan: Chan, in_shape: tuple, out_shape: tuple) -> Chan:
+    """Apply a reshape to ids, expanding only the dim groups whose ids vary."""
+    in_shape, out_shape = tuple(in_shape), tuple(out_shape)
+    groups = reshape_groups(in_shape, out_shape)
+    if groups is None:
+        full = chan.full(in_shape)
+        return compress(Chan(full.ids.reshape(out_shape), full.dead.reshape(out_shape)))
+    partial_in = list(chan.ids.shape)
+    partial_out = [1] * len(out_shape)
+    for gi, gj in groups:
+        if any(chan.ids.shape[d] > 1 for d in gi):
+            for d in gi:
+                partial_in[d] = in_shape[d]
+            for d in gj:
+                partial_out[d] = out_shape[d]
+    full = chan.full(tuple(partial_in))
+    return compress(Chan(full.ids.reshape(partial_out), full.dead.reshape(partial_out)))
+
+
 def along(ndim: int, dim: int, ids: torch.Tensor, dead: torch.Tensor | None = None) -> Chan:
     """A Chan varying only along ``dim``."""
     shape = [1] * ndim
@@ -91,10 +141,12 @@ class Space:
 
     def union(self, a: torch.Tensor, b: torch.Tensor) -> None:
         a, b = torch.broadcast_tensors(a, b)
-        pairs = torch.stack([a.reshape(-1), b.reshape(-1)], 1)
-        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-        if pairs.numel():
-            self._edges.append(torch.unique(pairs, dim=0))
+        a, b = a.reshape(-1), b.reshape(-1)
+        differ = a != b
+        if bool(differ.any()):
+            # one int64 key per pair makes de-duplication a cheap 1-D unique
+            keys = torch.unique(a[differ] * (1 << 31) + b[differ])
+            self._edges.append(torch.stack([keys >> 31, keys & ((1 << 31) - 1)], 1))
 
     def union_along(self, chan: Chan, dim: int) -> Chan:
         """Make ids identical along ``dim`` (a class then spans the whole dim)."""

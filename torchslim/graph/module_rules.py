@@ -17,7 +17,7 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from torchslim.graph.idspace import Chan, along, compress
-from torchslim.graph.rules import _flatten, _softmax, shape_op, spatial, unary
+from torchslim.graph.rules import _regroup, _softmax, spatial, unary
 
 ModuleRule = Callable[[Any, fx.Node, nn.Module, str], Any]
 
@@ -203,9 +203,7 @@ def _module_shape(rule) -> ModuleRule:
 
 
 def _flatten_module(ctx, node: fx.Node, m: nn.Flatten, name: str) -> Any:
-    fake = fx.Node(node.graph, node.name, "call_function", torch.flatten, (node.args[0], m.start_dim, m.end_dim), {})
-    fake.meta = node.meta
-    return shape_op(_flatten)(ctx, fake)
+    return _regroup(ctx, node)
 
 
 def _softmax_module(ctx, node: fx.Node, m: nn.Module, name: str) -> Any:

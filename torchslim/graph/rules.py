@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 
-from torchslim.graph.idspace import Chan, compress, pinned
+from torchslim.graph.idspace import Chan, compress, pinned, reshape_chan
 
 Rule = Callable[[Any, fx.Node], Any]
 
@@ -133,24 +133,25 @@ def _pad(chan: Chan, ndim: int) -> Chan:
 
 
 # --- shape ops ---------------------------------------------------------------------------------
-def _apply_full(ctx, node: fx.Node, fn: Callable[[torch.Tensor], torch.Tensor]) -> Chan | None:
-    src = node.args[0]
-    chan = ctx.chan(src)
-    in_shape = ctx.shape(src)
-    if chan is None or in_shape is None:
-        return None
-    full = chan.full(in_shape)
-    return compress(Chan(fn(full.ids), fn(full.dead)))
-
-
 def shape_op(fn: Callable[[torch.Tensor, fx.Node], torch.Tensor]) -> Rule:
-    """Ops whose effect on ids is the op itself (permute, transpose, flatten, squeeze...)."""
+    """Ops whose effect on ids is the op itself (permute, transpose, unsqueeze): no expansion."""
     def rule(ctx, node: fx.Node) -> Any:
-        out = _apply_full(ctx, node, lambda t: fn(t, node))
-        if out is None:
+        chan = ctx.chan(node.args[0])
+        if chan is None:
             return ctx.barrier(node, "shape op on an untracked tensor")
-        return out
+        return compress(chan.map(lambda t: fn(t, node)))
     return rule
+
+
+def _regroup(ctx, node: fx.Node) -> Any:
+    """flatten/unflatten: a reshape to the traced output shape."""
+    chan, in_shape, out_shape = ctx.chan(node.args[0]), ctx.shape(node.args[0]), ctx.shape(node)
+    if chan is None or in_shape is None or out_shape is None:
+        return ctx.barrier(node, "reshape of an untracked tensor")
+    out = reshape_chan(chan, in_shape, out_shape)
+    if len(out.varying()) > 1 and node.target in ("unflatten", torch.unflatten):
+        ctx.space.keep(out.ids)
+    return out
 
 
 def _static(x: Any) -> Any:
@@ -173,25 +174,24 @@ def _transpose(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
     return t.transpose(_arg(node, 1, "dim0"), _arg(node, 2, "dim1"))
 
 
-def _flatten(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
-    return t.flatten(_arg(node, 1, "start_dim", 0), _arg(node, 2, "end_dim", -1))
-
-
 def _unsqueeze(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
     return t.unsqueeze(_arg(node, 1, "dim"))
 
 
 def _squeeze(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
+    # only dims of size 1 in the value go (ids may have size 1 where the value does not)
+    shape = node.args[0].meta["tensor_meta"].shape
     dim = _arg(node, 1, "dim")
-    return t.squeeze() if dim is None else t.squeeze(dim)
+    dims = range(len(shape)) if dim is None else ([dim] if isinstance(dim, int) else dim)
+    return t.squeeze(tuple(d % len(shape) for d in dims if shape[d] == 1))
 
 
 def _reshape(ctx, node: fx.Node) -> Any:
     """view/reshape: reshape the ids; dims given as constants cannot shrink."""
-    out_shape = ctx.shape(node)
-    out = _apply_full(ctx, node, lambda t: t.reshape(out_shape))
-    if out is None:
+    out_shape, in_shape, chan = ctx.shape(node), ctx.shape(node.args[0]), ctx.chan(node.args[0])
+    if chan is None or in_shape is None or out_shape is None:
         return ctx.barrier(node, "reshape of an untracked tensor")
+    out = reshape_chan(chan, in_shape, out_shape)
     sizes = node.args[1:] if node.op == "call_method" else (_arg(node, 1, "shape"),)
     if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
         sizes = sizes[0]
@@ -203,16 +203,6 @@ def _reshape(ctx, node: fx.Node) -> Any:
         return out
     for d in const_dims:
         out = ctx.space.union_along(out, d)
-    if len(out.varying()) > 1:
-        ctx.space.keep(out.ids)
-    return out
-
-
-def _unflatten(ctx, node: fx.Node) -> Any:
-    out_shape = ctx.shape(node)
-    out = _apply_full(ctx, node, lambda t: t.reshape(out_shape))
-    if out is None:
-        return ctx.barrier(node, "unflatten of an untracked tensor")
     if len(out.varying()) > 1:
         ctx.space.keep(out.ids)
     return out
@@ -234,9 +224,10 @@ def _cat(ctx, node: fx.Node) -> Any:
     if out_shape is None or any(c is None for c in chans):
         return ctx.barrier(node, "cat of untracked tensors")
     dim = _dim(dim, len(out_shape))
+    common = [max(c.ids.shape[d] for c in chans) for d in range(len(out_shape))]
     parts = []
     for t, c in zip(tensors, chans):
-        shape = list(out_shape)
+        shape = list(common)
         shape[dim] = ctx.shape(t)[dim]
         parts.append(c.full(shape))
     out = compress(Chan(torch.cat([p.ids for p in parts], dim), torch.cat([p.dead for p in parts], dim)))
@@ -424,6 +415,41 @@ def _matmul(ctx, node: fx.Node) -> Any:
     return compress(Chan(ids, dead))
 
 
+def _einsum(ctx, node: fx.Node) -> Any:
+    """einsum = product in the joint index space, then a sum over contracted letters."""
+    equation = node.args[0]
+    operands = node.args[1:]
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = operands[0]
+    if not isinstance(equation, str) or "..." in equation or "->" not in equation:
+        return ctx.barrier(node, "einsum without an explicit output")
+    lhs, out = equation.replace(" ", "").split("->")
+    inputs = lhs.split(",")
+    chans = [ctx.chan(o) for o in operands]
+    if len(inputs) != len(chans) or any(c is None for c in chans):
+        return ctx.barrier(node, "einsum of untracked tensors")
+    letters = sorted(set("".join(inputs)), key=lambda c: (c not in out, out.index(c) if c in out else 0, c))
+    joint_ids, joint_dead = None, None
+    for spec, chan in zip(inputs, chans):
+        ids, dead = chan.ids, chan.dead
+        order = [spec.index(c) for c in letters if c in spec]
+        ids, dead = ids.permute(order), dead.permute(order)
+        shape = [ids.shape[order.index(spec.index(c))] if c in spec else 1 for c in letters]
+        ids, dead = ids.reshape(shape), dead.reshape(shape)
+        if joint_ids is None:
+            joint_ids, joint_dead = ids, dead
+        else:
+            ctx.space.union(joint_ids, ids)
+            joint_ids = torch.broadcast_tensors(joint_ids, ids)[0]
+            joint_dead = joint_dead | dead
+    joint = compress(Chan(*torch.broadcast_tensors(joint_ids, joint_dead)))
+    for d in range(len(letters) - 1, len(out) - 1, -1):  # contracted letters come last
+        if d in joint.varying():
+            ctx.space.keep_alive(joint)
+        joint = Chan(joint.ids.narrow(d, 0, 1).squeeze(d), joint.dead.all(d))
+    return compress(joint)
+
+
 def _layer_norm(ctx, node: fx.Node) -> Any:
     chan = ctx.chan(node.args[0])
     shape = _arg(node, 1, "normalized_shape")
@@ -459,7 +485,7 @@ _SPATIAL = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d"
             "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
             "adaptive_max_pool2d", "adaptive_max_pool3d", "interpolate", "upsample", "pad", "lp_pool2d",
             "upsample_nearest", "upsample_bilinear"]
-_SHAPE = {"permute": _permute, "transpose": _transpose, "flatten": _flatten, "unsqueeze": _unsqueeze,
+_SHAPE = {"permute": _permute, "transpose": _transpose, "unsqueeze": _unsqueeze,
           "squeeze": _squeeze, "swapaxes": _transpose, "swapdims": _transpose}
 _BINARY = {"add": "add", "sub": "add", "mul": "mul", "div": "div", "true_divide": "div",
            "multiply": "mul", "subtract": "add", "rsub": "add", "iadd": "add", "isub": "add",
@@ -470,8 +496,8 @@ _REDUCE = {"mean": True, "sum": True, "amax": True, "max": True, "amin": True, "
 _OTHERS: dict[str, Rule] = {
     "cat": _cat, "concat": _cat, "concatenate": _cat, "stack": _stack, "chunk": _chunk, "split": _split,
     "tensor_split": _split, "unbind": _unbind, "getitem": _getitem, "view": _reshape, "reshape": _reshape,
-    "view_as": _reshape, "reshape_as": _reshape, "unflatten": _unflatten, "expand": _expand,
-    "expand_as": _expand, "matmul": _matmul, "bmm": _matmul, "softmax": _softmax, "log_softmax": _softmax,
+    "view_as": _reshape, "reshape_as": _reshape, "unflatten": _regroup, "expand": _expand,
+    "expand_as": _expand, "matmul": _matmul, "einsum": _einsum, "bmm": _matmul, "softmax": _softmax, "log_softmax": _softmax,
     "layer_norm": _layer_norm, "roll": _roll, "zeros": _creation, "ones": _creation, "arange": _creation,
     "full": _creation, "empty": _creation, "zeros_like": _creation, "ones_like": _creation, "randn": _creation,
     "rand": _creation, "tensor": _creation, "as_tensor": _creation, "new_zeros": _creation,
@@ -489,6 +515,7 @@ def _build() -> dict[str, Rule]:
     table.update({n: binary(k) for n, k in _BINARY.items()})
     table.update({n: reduction(z) for n, z in _REDUCE.items()})
     table.update(_OTHERS)
+    table["flatten"] = _regroup
     return table
 
 
