@@ -18,7 +18,7 @@ def mnist():
 def _trained_lenet5(mnist):
     torch.manual_seed(0)
     model = LeNet5()
-    train_epochs(model, Subset(mnist[0], range(4000)), 2, lr=2e-3)
+    train_epochs(model, Subset(mnist[0], range(4000)), 1, lr=3e-3, batch_size=32)  # ~92% in a few seconds
     return model.eval()
 
 

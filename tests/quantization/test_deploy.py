@@ -39,8 +39,7 @@ def test_deployed_int8_matches_fake_quant_on_mnist(ptq_lenet5, mnist, backend):
 
 def test_x86_model_runs_quantized_kernels_with_our_scales(ptq_lenet5, mnist):
     model, calibration = ptq_lenet5
-    deployed = deploy(model, calibration, mnist[1].tensors[0][:64])
-    assert deployed.backend == "x86"  # 'auto' picks PyTorch's x86 kernels here
+    deployed = deploy(model, calibration, mnist[1].tensors[0][:64], backend="x86")
     kinds = {type(m).__module__ for m in deployed.model.modules()}
     assert any("quantized" in k for k in kinds)
     qfc1 = deployed.model.get_submodule("fc1")
@@ -48,6 +47,15 @@ def test_x86_model_runs_quantized_kernels_with_our_scales(ptq_lenet5, mnist):
     sources = {r["source"] for r in deployed.report}
     assert {"conv1._input_0", "conv2._input_0", "fc1._input_0", "fc2._input_0"} <= sources
     assert abs(qfc1.scale - float(calibration["fc2"]["_input_0"]["scale"])) < 1e-6  # fc1 → relu → fc2's input grid
+
+
+def test_auto_backend_keeps_the_faster_correct_one(ptq_lenet5, mnist):
+    model, calibration = ptq_lenet5
+    deployed = deploy(model, calibration, mnist[1].tensors[0][:64])
+    choice = deployed.auto_choice
+    assert set(choice["timings"]) == {"x86", "onnxruntime"} and choice["chosen"] == deployed.backend
+    assert all(t["correct"] and t["rel_err"] < 0.03 for t in choice["timings"].values())
+    assert choice["timings"][deployed.backend]["ms"] == min(t["ms"] for t in choice["timings"].values())
 
 
 def test_seed_config_with_relu_outputs_deploys(trained_lenet5, mnist):

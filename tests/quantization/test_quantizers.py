@@ -47,7 +47,7 @@ def test_qat_with_evaluator_returns_seed_format_calibration_config(trained_lenet
     assert entry["zero_point"] == -128  # so 0.0 sits at the bottom of the int8 grid
     relu = calibration["relu1"]["_output_0"]
     assert torch.isclose(relu["scale"], (relu["tracked_max"] - 0) / 255)
-    assert evaluate_accuracy(model, test) > 90.0
+    assert evaluate_accuracy(model, test) > 85.0
 
 
 def test_qat_v2_form_and_quant_start_step(trained_lenet5, mnist):

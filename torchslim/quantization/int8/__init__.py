@@ -1,6 +1,8 @@
 """Real int8 models from a calibration config: PyTorch x86 kernels or onnxruntime QDQ."""
 from __future__ import annotations
 
+import time
+import warnings
 from typing import Any, Mapping
 
 import torch
@@ -14,40 +16,84 @@ def deploy(model: nn.Module, calibration_config: Mapping[str, Mapping[str, Any]]
     """A callable model running int8 kernels with the calibration config's scales.
 
     ``model`` is the fake-quantized model (or its float twin); ``calibration_config`` defaults
-    to the one of the quantizer attached to ``model``. ``backend='auto'`` picks PyTorch's x86
-    kernels (measured 2-3x faster than onnxruntime's int8 on this project's 2-core CPU,
-    see benchmarks/results/quantization.md) and falls back to onnxruntime when the model
-    cannot be traced by torch.fx or torch has no x86/fbgemm engine.
+    to the one of the quantizer attached to ``model``; ``example_input`` is a representative
+    batch (it also sets the ranges of tensors the config does not describe).
+
+    ``backend``: 'x86' (PyTorch's fbgemm/x86 kernels via torch.fx), 'onnxruntime' (QDQ ONNX
+    run by onnxruntime; ``onnx_path=`` keeps the file, ``threads=`` its thread count), or
+    'auto': builds both, checks each against ``model`` on ``example_input`` and keeps the
+    faster one there (timings in ``result.auto_choice``); falls back to whichever builds.
     """
     if backend not in BACKENDS:
         from torchslim.errors import ConfigError
 
         raise ConfigError(f"invalid value {backend!r} for 'backend'; allowed: {', '.join(map(repr, BACKENDS))}")
     if example_input is None:
-        raise ValueError("deploy() needs example_input (one batch of real or dummy input)")
+        raise ValueError("deploy() needs example_input (one representative batch)")
     if calibration_config is None:
         calibration_config = calibration_of(model)
-    if backend == "auto":
-        backend = _auto_backend()
-        if backend == "x86":
-            try:
-                from torchslim.quantization.int8.fx_x86 import build_x86
-
-                return build_x86(model, calibration_config, example_input)
-            except RuntimeError:
-                backend = "onnxruntime"
     if backend == "x86":
         from torchslim.quantization.int8.fx_x86 import build_x86
 
         return build_x86(model, calibration_config, example_input)
-    from torchslim.quantization.int8.onnx_qdq import build_onnxruntime
+    if backend == "onnxruntime":
+        from torchslim.quantization.int8.ort_static import build_ort_static
 
-    return build_onnxruntime(model, calibration_config, example_input, **kwargs)
+        return build_ort_static(model, calibration_config, example_input, **kwargs)
+    return _auto(model, calibration_config, example_input, **kwargs)
 
 
-def _auto_backend() -> str:
+def _auto(model: nn.Module, calibration: Mapping, example_input: Any, **kwargs: Any) -> nn.Module:
+    built: dict[str, nn.Module] = {}
+    errors: dict[str, str] = {}
+    for name in ("x86", "onnxruntime"):
+        if name == "x86" and not _has_x86_engine():
+            errors[name] = "torch has no x86/fbgemm quantized engine"
+            continue
+        try:
+            built[name] = deploy(model, calibration, example_input, backend=name,
+                                 **(kwargs if name == "onnxruntime" else {}))
+        except (RuntimeError, ImportError, ValueError, TypeError) as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    if not built:
+        raise RuntimeError("no int8 backend could be built: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+    timings = _check_and_time(model, built, example_input) if len(built) > 1 else {}
+    ok = [name for name in built if timings.get(name, {}).get("correct", True)]
+    best = min(ok or list(built), key=lambda n: timings.get(n, {}).get("ms", 0.0))
+    chosen = built[best]
+    chosen.auto_choice = {"chosen": best, "timings": timings, "errors": errors}
+    for name, errors_msg in errors.items():
+        warnings.warn(f"int8 backend {name!r} unavailable: {errors_msg}", stacklevel=3)
+    return chosen
+
+
+def _check_and_time(model: nn.Module, built: dict[str, nn.Module], example_input: Any, rounds: int = 5) -> dict:
+    """Relative error vs ``model`` and best-of-``rounds`` latency (interleaved) of each backend."""
+    args = tuple(example_input) if isinstance(example_input, (list, tuple)) else (example_input,)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        ref = model(*args)
+    model.train(was_training)
+    stats = {}
+    for name, m in built.items():
+        out = m(*args)
+        stats[name] = {"rel_err": float((out - ref).norm() / ref.norm().clamp_min(1e-12)), "ms": float("inf")}
+        m(*args)  # warm-up
+    for _ in range(rounds):
+        for name, m in built.items():
+            t0 = time.perf_counter()
+            m(*args)
+            stats[name]["ms"] = min(stats[name]["ms"], (time.perf_counter() - t0) * 1000)
+    best_err = min(s["rel_err"] for s in stats.values())
+    for s in stats.values():  # a backend far off the others is not a candidate
+        s["correct"] = s["rel_err"] <= 2 * best_err + 0.02
+    return stats
+
+
+def _has_x86_engine() -> bool:
     engines = torch.backends.quantized.supported_engines
-    return "x86" if ("x86" in engines or "fbgemm" in engines) else "onnxruntime"
+    return "x86" in engines or "fbgemm" in engines
 
 
 def calibration_of(model: nn.Module) -> dict[str, dict[str, Any]]:
@@ -58,6 +104,8 @@ def calibration_of(model: nn.Module) -> dict[str, dict[str, Any]]:
     for name, module in model.named_modules():
         state = quant_state(module)
         if state is not None:
+            for target in state.weight_targets():
+                state.targets[target].observe_weight(state.folded(target, getattr(module, target)), module, target)
             config[name] = {t: q.export() for t, q in state.targets.items()}
             if state.bn is not None and "weight" in config[name]:
                 config[name]["weight"]["fused_bn"] = next(n for n, m in model.named_modules() if m is state.bn)

@@ -7,7 +7,6 @@ optimizer fuses ``DQ → Conv/Gemm → Q`` into integer kernels.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -157,13 +156,4 @@ class OnnxRuntimeInt8Model(nn.Module):
         raise TypeError("an onnxruntime session cannot be pickled; keep the .onnx file (model.path)")
 
 
-def build_onnxruntime(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], example_input: Any,
-                      onnx_path: str | Path | None = None, threads: int = 2) -> OnnxRuntimeInt8Model:
-    """Export a QDQ ONNX model (to ``onnx_path`` or a temporary file) and open it in onnxruntime."""
-    if onnx_path is None:
-        onnx_path = Path(tempfile.mkdtemp(prefix="torchslim-int8-")) / "model_int8_qdq.onnx"
-    path = export_qdq_onnx(model, calibration, example_input, onnx_path)
-    return OnnxRuntimeInt8Model(path, threads)
-
-
-__all__ = ["OnnxRuntimeInt8Model", "build_onnxruntime", "export_qdq_onnx", "qdq_copy"]
+__all__ = ["OnnxRuntimeInt8Model", "export_qdq_onnx", "qdq_copy"]

@@ -1,0 +1,130 @@
+"""onnxruntime int8 through its own static quantizer, with our calibration as tensor overrides.
+
+The float model is exported to ONNX (BatchNorm folded by the exporter) and quantized by
+``onnxruntime.quantization.quantize_static`` (QDQ, U8 activations, S8 per-channel weights), so
+the graph has exactly the shape onnxruntime's fusions expect (QLinearConv, QLinearAdd, ...);
+every tensor that a calibration entry describes gets that entry's scale and zero point through
+``TensorQuantOverrides``, and only the others keep ranges observed on the example input.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchslim.errors import require
+from torchslim.quantization.fusion import _BN, fused_chains
+from torchslim.quantization.int8.common import activation_qparams, float_copy, is_affine_entry, weight_qparams
+from torchslim.quantization.int8.onnx_qdq import OnnxRuntimeInt8Model
+
+_COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def module_of(node_name: str) -> str:
+    """The torch module name an exported node came from: ``/features/features.1/conv/conv.0/Conv`` →
+    ``features.1.conv.0`` (the exporter writes ``parent.index`` components for container children)."""
+    parts = node_name.split("/")[1:-1]
+    name, last = "", ""
+    for part in parts:
+        if last and part.startswith(last + "."):
+            name += part[len(last):]
+        else:
+            name = f"{name}.{part}" if name else part
+        last = part
+    return name
+
+
+def _overrides(graph: Any, calibration: Mapping, bn_followed: set[str]) -> tuple[dict, list[dict], list[str]]:
+    """``TensorQuantOverrides`` from calibration entries, a report, and compute nodes the config keeps float."""
+    from onnx import numpy_helper
+
+    initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    chosen: dict[str, tuple[int, str, list[dict]]] = {}  # tensor -> (priority, source, overrides)
+    exclude, report = [], []
+
+    def offer(tensor: str, key: str, entry: Mapping, priority: int) -> None:
+        if not is_affine_entry(entry):
+            return
+        if entry.get("observed_only"):
+            priority -= 10
+        if tensor in chosen and chosen[tensor][0] >= priority:
+            return
+        scale, zero_point = activation_qparams(entry, key)
+        chosen[tensor] = (priority, key, [{"scale": np.array(scale, dtype=np.float32), "zero_point": np.array(zero_point, dtype=np.uint8)}])
+
+    for node in graph.node:
+        if node.op_type not in _COMPUTE_OPS:
+            continue
+        name = module_of(node.name)
+        entries = calibration.get(name)
+        if entries is None or not is_affine_entry(entries.get("weight", {})):
+            exclude.append(node.name)
+            continue
+        if "_input_0" in entries:
+            offer(node.input[0], f"{name}._input_0", entries["_input_0"], 2)
+        if "_output_0" in entries and name not in bn_followed:
+            offer(node.output[0], f"{name}._output_0", entries["_output_0"], 1)
+        weight = node.input[1]
+        if weight in initializers and name not in bn_followed:
+            w = initializers[weight]
+            try:
+                scale, zero_point, axis = weight_qparams(entries["weight"], f"{name}.weight", w.ndim)
+            except ValueError:
+                continue
+            if node.op_type in ("Gemm", "MatMul") and axis is not None:
+                axis = 0 if node.op_type == "Gemm" else 1  # MatMul weights are stored transposed
+            scales, zps = scale.reshape(-1).tolist(), zero_point.reshape(-1).tolist()
+            items = [{"scale": np.array(s, dtype=np.float32), "zero_point": np.array(z, dtype=np.int8)} for s, z in zip(scales, zps)]
+            if axis is not None:
+                items[0]["axis"] = axis
+            chosen[weight] = (100, f"{name}.weight", items)
+        else:
+            report.append({"tensor": f"{name}.weight", "source": "re-quantized after BN folding (per channel)"})
+    report += [{"tensor": t, "source": src} for t, (_, src, _) in chosen.items()]
+    return {t: o for t, (_, _, o) in chosen.items()}, report, exclude
+
+
+def build_ort_static(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], example_input: Any,
+                     onnx_path: str | Path | None = None, threads: int = 2) -> OnnxRuntimeInt8Model:
+    """Quantize ``model`` with onnxruntime's static QDQ quantizer, pinned to ``calibration``'s scales."""
+    onnx = require("onnx", "onnx", "the onnxruntime int8 backend")
+    require("onnxruntime", "onnx", "the onnxruntime int8 backend")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from torchslim.utils.onnx_export import export_onnx
+
+    plain = float_copy(model)
+    modules = dict(plain.named_modules())
+    chains = fused_chains(plain)
+    bn_followed = {n for n, c in chains.items() if c and c[0].op == "call_module" and isinstance(modules.get(c[0].target), _BN)}
+    example = example_input[0] if isinstance(example_input, (list, tuple)) else example_input
+    out = Path(onnx_path) if onnx_path is not None else Path(tempfile.mkdtemp(prefix="torchslim-int8-")) / "model_int8.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fp32, pre = out.with_suffix(".fp32.onnx"), out.with_suffix(".pre.onnx")
+    export_onnx(plain, example, fp32)
+    quant_pre_process(str(fp32), str(pre))
+    graph = onnx.load(str(pre)).graph
+    overrides, report, exclude = _overrides(graph, calibration, bn_followed)
+    input_name = graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{input_name: example.detach().cpu().numpy()}])
+
+        def get_next(self) -> Any:
+            return next(self.items, None)
+
+    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                    extra_options={"TensorQuantOverrides": overrides})
+    for tmp in (fp32, pre):
+        tmp.unlink(missing_ok=True)
+    return OnnxRuntimeInt8Model(out, threads, report=report)
+
+
+__all__ = ["build_ort_static", "module_of"]
