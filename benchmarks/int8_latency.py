@@ -113,6 +113,9 @@ def bench_model(name: str, build, batches: list[int], tmp: Path, repeats: int) -
     t0 = time.perf_counter()
     ours_ort = deploy(fq, calibration, calib[0][:1], backend="onnxruntime", onnx_path=tmp / f"{name}_ours_qdq.onnx")
     build_ort = time.perf_counter() - t0
+    auto = deploy(fq, calibration, calib[0][:1])
+    print(f"{name}: deploy(backend='auto') on a batch-1 example picked {auto.auto_choice['chosen']} "
+          f"({ {k: round(v['ms'], 1) for k, v in auto.auto_choice['timings'].items()} } ms)", flush=True)
     sessions = {"onnxruntime fp32": ort_session(fp32_onnx), "onnxruntime quantize_static (anchor)": ort_session(anchor_onnx)}
 
     rows = []

@@ -47,20 +47,21 @@ def main() -> None:
     fp32_acc = evaluate_accuracy(fp32, test)
     print(f"fp32 trained in {time.perf_counter() - t0:.0f} s: {fp32_acc:.2f}%", flush=True)
     rows = [{"variant": "fp32", "fake": fp32_acc, "x86": None, "ort": None, "agree": None,
-             "size": state_dict_bytes(fp32), "ms": measure_latency(fp32, batch32), "secs": None}]
+             "size": state_dict_bytes(fp32), "ms": measure_latency(fp32, batch32), "ort_ms": None, "secs": None}]
 
     def add(variant: str, model: torch.nn.Module, calibration, secs: float) -> None:
         model.eval()
         row = {"variant": variant, "fake": evaluate_accuracy(model, test), "secs": secs}
         if calibration is None:
-            row.update(x86=None, ort=None, agree=None, size=None, ms=None)
+            row.update(x86=None, ort=None, agree=None, size=None, ms=None, ort_ms=None)
         else:
             x86 = deploy(model, calibration, example, backend="x86")
             ort = deploy(model, calibration, example, backend="onnxruntime")
             with torch.no_grad():
                 agree = float((x86(x_test).argmax(1) == model(x_test).argmax(1)).float().mean())
             row.update(x86=evaluate_accuracy(x86, test), ort=evaluate_accuracy(ort, test), agree=agree,
-                       size=saved_bytes(x86.model), ms=measure_latency(x86, batch32))
+                       size=saved_bytes(x86.model), ms=measure_latency(x86, batch32),
+                       ort_ms=measure_latency(lambda: ort(batch32)))
         rows.append(row)
         print(row, flush=True)
 
@@ -94,13 +95,14 @@ def main() -> None:
         return "" if v is None else fmt.format(v)
 
     lines = ["| variant | fake-quant acc % | int8 x86 acc % | int8 onnxruntime acc % | Δ int8 x86 vs fp32 | "
-             "argmax agreement int8 vs fake-quant | size KB | latency ms (batch 32) | quantize time s |",
+             "argmax agreement int8 vs fake-quant | size KB | latency ms (batch 32, x86 / onnxruntime) | quantize time s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         delta = None if r["x86"] is None else r["x86"] - fp32_acc
         lines.append(f"| {r['variant']} | {cell(r['fake'])} | {cell(r['x86'])} | {cell(r['ort'])} | "
                      f"{cell(delta, '{:+.2f}')} | {cell(None if r['agree'] is None else 100 * r['agree'], '{:.2f}%')} | "
-                     f"{cell(None if r['size'] is None else r['size'] / 1024, '{:.0f}')} | {cell(r['ms'], '{:.2f}')} | "
+                     f"{cell(None if r['size'] is None else r['size'] / 1024, '{:.0f}')} | {cell(r['ms'], '{:.2f}')}"
+                     f"{'' if r['ort_ms'] is None else ' / ' + cell(r['ort_ms'])} | "
                      f"{cell(r['secs'], '{:.1f}')} |")
     table = "\n".join(lines)
     print(table)
