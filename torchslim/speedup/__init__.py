@@ -3,6 +3,8 @@ from torchslim.speedup import attention as _attention  # noqa: F401  (registers 
 from torchslim.speedup.attention import SlimMultiheadAttention
 from torchslim.speedup.core import ModelSpeedup
 from torchslim.speedup.report import LayerRow, SpeedupReport
+from torchslim.speedup.serialize import apply_spec, load, save
 from torchslim.speedup.shrink import register_shrinker
 
-__all__ = ["SlimMultiheadAttention", "LayerRow", "ModelSpeedup", "SpeedupReport", "register_shrinker"]
+__all__ = ["LayerRow", "ModelSpeedup", "SlimMultiheadAttention", "SpeedupReport", "apply_spec", "load",
+           "register_shrinker", "save"]

@@ -23,6 +23,7 @@ from torchslim.errors import SpeedupError
 from torchslim.graph.engine import Context, analyze_part
 from torchslim.graph.trace import _call, trace_model
 from torchslim.speedup.report import LayerRow, SpeedupReport
+from torchslim.speedup.serialize import record_spec
 from torchslim.speedup.shrink import SHRINKERS
 from torchslim.speedup.verify import OutputRecorder, chan_kept, close, first_divergence, flat_tensors, max_error
 
@@ -115,6 +116,8 @@ class ModelSpeedup:
             if isinstance(new, nn.Module) and new is not use.module:
                 replaced += _replace(model, use.module, new)
             report.layers.append(_row(name, use, keep[name], self.masks.get(name, {})))
+        record_spec(model, {n: (u.kind, {s: int(i.numel()) for s, i in keep[n].items()}, u.groups)
+                            for n, u in shrinkable.items()})
         report.shrink_s = time.perf_counter() - t0 - report.trace_s - report.analysis_s
         if self.check:
             self._verify(model, ctx, shrinkable, backup, ref_out, report, replaced)
