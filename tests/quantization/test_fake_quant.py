@@ -52,7 +52,7 @@ def test_weights_are_quantized_in_forward_and_gradients_reach_the_parameter():
     model.fc1.register_forward_pre_hook(lambda m, a: seen.update(w=m.weight.detach().clone()))
     out = model(x)
     w = seen["w"]
-    scale = float(model.fc1.weight.max() - model.fc1.weight.min()) / 255
+    scale = float(model.fc1.weight.detach().max() - model.fc1.weight.detach().min()) / 255
     assert len(torch.unique(w)) <= 256 and not torch.equal(w, model.fc1.weight.detach())
     assert torch.allclose(w, model.fc1.weight.detach(), atol=float(scale))
     assert not torch.equal(out, float_out)
