@@ -147,3 +147,21 @@ def test_lsq_step_sizes_are_trained():
     optimizer.step()
     assert all(p.grad is not None for p in params)
     assert any(not torch.equal(a, p) for a, p in zip(before, params))
+
+
+def test_per_channel_and_block_granularities_give_one_scale_per_block():
+    model = LeNet5()
+    cfg = [{"op_names": ["fc1"], "target_names": ["weight"], "quant_scheme": "symmetric", "granularity": "per_channel"},
+           {"op_names": ["fc2"], "target_names": ["weight"], "granularity": [1, 40]},
+           {"op_names": ["conv2"], "target_names": ["weight"], "granularity": "in_channel"}]
+    calibration = QATQuantizer(model, cfg).get_calibration_config()
+    assert calibration["fc1"]["weight"]["scale"].shape == (120, 1)
+    assert torch.allclose(calibration["fc1"]["weight"]["scale"].flatten(), model.fc1.weight.detach().abs().amax(1) / 127)
+    assert calibration["fc2"]["weight"]["scale"].shape == (84, 3)  # 120 inputs in blocks of 40
+    assert calibration["conv2"]["weight"]["scale"].shape == (1, 6, 1, 1)
+    seen = {}
+    model.fc2.register_forward_pre_hook(lambda m, a: seen.update(w=m.weight.detach().clone()))
+    model(torch.randn(2, 1, 28, 28))
+    block = seen["w"][:, :40] / calibration["fc2"]["weight"]["scale"][:, :1]
+    codes = block + calibration["fc2"]["weight"]["zero_point"][:, :1]
+    assert torch.allclose(codes, codes.round(), atol=1e-3)

@@ -18,7 +18,7 @@ from torchslim.errors import ConfigError
 from torchslim.pruning.base import CompressResult
 from torchslim.quantization.config import DEFAULT_QUANT_TYPES, TargetSpec
 from torchslim.quantization.fake_quant import QuantGrad, QuantType
-from torchslim.quantization.hooks import ModuleQuant, attach, canonical_target, detach
+from torchslim.quantization.hooks import ModuleQuant, attach, canonical_target, detach, quant_state
 from torchslim.quantization.targets import CustomTargetQuant, TargetQuant
 
 CalibrationConfig = dict[str, dict[str, dict[str, Any]]]
@@ -34,6 +34,26 @@ def _first_tensor(batch: Any) -> Any:
 
 def _is_evaluator(obj: Any) -> bool:
     return hasattr(obj, "train") and hasattr(obj, "bind_model")
+
+
+def calibration_config(model: nn.Module, states: Mapping[str, ModuleQuant] | None = None) -> CalibrationConfig:
+    """The calibration config of the fake quantizers attached to ``model`` (weights re-observed first)."""
+    modules = dict(model.named_modules())
+    if states is None:
+        states = {name: s for name, m in modules.items() if (s := quant_state(m)) is not None}
+    names = {id(m): n for n, m in modules.items()}
+    config: CalibrationConfig = {}
+    for name, state in states.items():
+        module = modules[name]
+        for target in state.weight_targets():
+            state.targets[target].observe_weight(state.folded(target, getattr(module, target)), module, target)
+        entries = {}
+        for target, quant in state.targets.items():
+            entries[target] = quant.export()
+            if target == "weight" and state.bn is not None:
+                entries[target]["fused_bn"] = names[id(state.bn)]
+        config[name] = entries
+    return config
 
 
 class Quantizer:
@@ -197,19 +217,7 @@ class Quantizer:
     def get_calibration_config(self) -> CalibrationConfig:
         """``{module: {'weight' | '_input_0' | '_output_0': {scale, zero_point, quant_dtype, quant_scheme,
         quant_bits, tracked_min, tracked_max}}}``, as NNI's seeds show."""
-        config: CalibrationConfig = {}
-        for name, state in self.states.items():
-            module = self._modules[name]
-            for target in state.weight_targets():
-                state.targets[target].observe_weight(state.folded(target, getattr(module, target)), module, target)
-            entries = {}
-            for target, quant in state.targets.items():
-                entry = quant.export()
-                if target == "weight" and state.bn is not None:
-                    entry["fused_bn"] = self._name_of(state.bn)
-                entries[target] = entry
-            config[name] = entries
-        return config
+        return calibration_config(self.model, self.states)
 
     def update_calibration_config(self, calibration_config: Mapping[str, Mapping[str, Any]]) -> None:
         """Load scales / zero points (e.g. from another quantizer) and quantize with them from now on."""
@@ -326,9 +334,6 @@ class Quantizer:
         if not pairs:
             warnings.warn("bn_folding=True but no conv → BatchNorm pair was found", stacklevel=3)
         return pairs
-
-    def _name_of(self, module: nn.Module) -> str:
-        return next(n for n, m in self._modules.items() if m is module)
 
     def _set_mode(self, mode: str) -> dict[tuple[str, str], str]:
         old = {}

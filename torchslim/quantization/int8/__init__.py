@@ -98,17 +98,9 @@ def _has_x86_engine() -> bool:
 
 def calibration_of(model: nn.Module) -> dict[str, dict[str, Any]]:
     """The calibration config held by the fake quantizers attached to ``model``."""
-    from torchslim.quantization.hooks import quant_state
+    from torchslim.quantization.base import calibration_config
 
-    config = {}
-    for name, module in model.named_modules():
-        state = quant_state(module)
-        if state is not None:
-            for target in state.weight_targets():
-                state.targets[target].observe_weight(state.folded(target, getattr(module, target)), module, target)
-            config[name] = {t: q.export() for t, q in state.targets.items()}
-            if state.bn is not None and "weight" in config[name]:
-                config[name]["weight"]["fused_bn"] = next(n for n, m in model.named_modules() if m is state.bn)
+    config = calibration_config(model)
     if not config:
         raise ValueError("the model carries no quantizer: pass calibration_config")
     return config
