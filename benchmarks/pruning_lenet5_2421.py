@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> dict:
     model = LeNet5()
     train(model, loader, args.dense_epochs, 3e-3)
     dense_acc = evaluate_accuracy(model, test_set)
-    teacher = copy.deepcopy(model).eval()
+    teacher = copy.deepcopy(model).eval() if args.distill else None
 
     widths = dict(zip(LAYERS, (int(w) for w in args.widths.split(","))))
     opt = torch.optim.Adam(model.parameters(), lr=args.prune_lr)
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict:
     speedup_acc = evaluate_accuracy(small, test_set)
     train(small, loader, args.finetune_epochs, args.finetune_lr, teacher)
     return {
-        "dense_params": count_params(teacher), "dense_acc": dense_acc, "masked_acc": masked_acc,
+        "dense_params": count_params(LeNet5()), "dense_acc": dense_acc, "masked_acc": masked_acc,
         "speedup_acc": speedup_acc, "params": count_params(small), "acc": evaluate_accuracy(small, test_set),
         "shape": [small.conv1.out_channels, small.conv2.out_channels, small.fc1.out_features,
                   small.fc2.out_features], "seconds": time.time() - t0,
@@ -116,13 +116,15 @@ def main() -> None:
     parser.add_argument("--prune-lr", type=float, default=1e-3)
     parser.add_argument("--finetune-epochs", type=int, default=30)
     parser.add_argument("--finetune-lr", type=float, default=3e-3)
+    parser.add_argument("--no-distill", dest="distill", action="store_false",
+                        help="plain cross-entropy instead of distilling from the dense model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     r = run(args)
     print(f"dense LeNet5: {r['dense_params']:,} params, {r['dense_acc']:.2f}%")
-    print(f"AGP({args.importance}) masked: {r['masked_acc']:.2f}%  after speedup: {r['speedup_acc']:.2f}%")
+    print(f"AGP({args.importance}{', distilled' if args.distill else ''}) masked: {r['masked_acc']:.2f}%  after speedup: {r['speedup_acc']:.2f}%")
     print(f"pruned {r['shape']}: {r['params']:,} params, {r['acc']:.2f}% after fine-tuning ({r['seconds']:.0f}s)")
 
 

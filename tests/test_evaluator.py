@@ -155,3 +155,31 @@ def test_from_dataloader_trains_a_classifier():
     ev.train(max_epochs=3)
     x, y = next(iter(_data(256)))
     assert (model(x).argmax(1) == y).float().mean() > 0.85
+
+
+def test_a_mask_keeper_collected_inside_optimizer_step_does_not_break_it():
+    """Regression: a garbage-collected MaskKeeper used to remove its global hook while torch
+    iterated over them (pruners are created and dropped around training loops)."""
+    import gc
+
+    import torch.optim.optimizer as torch_optimizer
+
+    from torchslim.masking import MaskKeeper
+
+    collect = torch_optimizer.register_optimizer_step_post_hook(lambda *args: gc.collect())
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        keeper = MaskKeeper()
+        keeper.cycle = keeper  # only the garbage collector can free it
+        del keeper
+        p = nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=0.1)
+        p.grad = torch.ones(1)
+        opt.step()
+        opt.step()
+    finally:
+        collect.remove()
+        if was_enabled:
+            gc.enable()
+    assert float(p.detach()) == pytest.approx(-0.2)

@@ -125,8 +125,12 @@ class MaskKeeper:
             if alive is not None:
                 alive.apply()
 
+        _remove_dead_hooks()
         self._handle = torch_optimizer.register_optimizer_step_post_hook(after_step)
-        self._finalizer = weakref.finalize(self, self._handle.remove)
+        # A keeper may be garbage-collected while torch iterates over its global hooks (inside
+        # optimizer.step()); removing the hook right then would mutate that dict mid-iteration.
+        # The dead hook is a no-op, so it is only queued and removed at the next safe point.
+        self._finalizer = weakref.finalize(self, _DEAD_HOOKS.append, self._handle)
 
     def add(self, module: nn.Module) -> None:
         self._modules.add(module)
@@ -137,4 +141,13 @@ class MaskKeeper:
 
     def close(self) -> None:
         self._finalizer()
+        _remove_dead_hooks()
         self._modules = weakref.WeakSet()
+
+
+_DEAD_HOOKS: list = []  # handles of collected keepers, removed outside optimizer.step()
+
+
+def _remove_dead_hooks() -> None:
+    while _DEAD_HOOKS:
+        _DEAD_HOOKS.pop().remove()

@@ -11,7 +11,7 @@ gathered statistics to the scorer as ``ctx.data``. Register a new one with::
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -256,8 +256,3 @@ def targets_of(pruner: Any) -> dict[Key, nn.Module]:
         for target in targets
         if not target.startswith("_")
     }
-
-
-def iter_tensors(targets: dict[Key, nn.Module]) -> Iterable[torch.Tensor]:
-    for (_, target), module in targets.items():
-        yield getattr(module, target)

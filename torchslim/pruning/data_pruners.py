@@ -292,11 +292,11 @@ class MovementPruner(DataPruner):
     def _prune_at(self, step: int) -> None:
         span = self.cooldown_begin_step - self.warmup_step
         self._ratios.scale(cubic((step - self.warmup_step) / span))
-        if self._read_collector_peek():
+        if self._has_scores():
             self.update_masks()
         self.frozen = step >= self.cooldown_begin_step
 
-    def _read_collector_peek(self) -> bool:
+    def _has_scores(self) -> bool:
         return self._collector is not None and bool(self._collector.data())
 
 
