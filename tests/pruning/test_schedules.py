@@ -200,3 +200,28 @@ def test_bad_arguments():
         AGPPruner(LevelPruner(model, CFG), 1, 2).compress(max_steps=3)
     with pytest.raises(Exception, match="pruning_algorithm"):
         AGPPruner(model, CFG, pruning_algorithm="magic")
+
+
+def test_structured_pipeline_agp_taylor_then_speedup_shrinks_lenet5():
+    from torch.utils.data import Subset
+
+    from torchslim.datasets import load_mnist
+    from torchslim.models import LeNet5
+    from torchslim.speedup import ModelSpeedup
+    from torchslim.utils.metrics import count_params
+
+    torch.manual_seed(0)
+    train, _ = load_mnist()
+    model = LeNet5()
+    ev = TorchEvaluator.from_dataloader(DataLoader(Subset(train, range(256)), batch_size=64),
+                                        torch.optim.Adam(model.parameters(), lr=1e-3))
+    widths = {"conv1": (6, 4), "conv2": (16, 8), "fc1": (120, 10), "fc2": (84, 9)}
+    cfg = [{"op_names": [name], "sparse_ratio": (full - kept) / full} for name, (full, kept) in widths.items()]
+    schedule = AGPPruner(TaylorPruner(model, cfg, ev, training_steps=2), interval_steps=2, total_times=3)
+    _, masks = schedule.compress(max_steps=8)
+    schedule.unwrap_model()
+    x = torch.stack([train[i][0] for i in range(4)])
+    expected = model(x)
+    small = ModelSpeedup(model, x, masks).speedup_model()
+    assert count_params(small) == 2401  # the benchmark's shape: <= 2,421 as in the seeds
+    assert torch.allclose(small(x), expected, atol=1e-5)
