@@ -276,26 +276,16 @@ def _split_like(ctx, node: fx.Node, pieces: list[int], dim: int, equal: bool) ->
     return tuple(outs)
 
 
-def _chunk(ctx, node: fx.Node) -> Any:
+def _chunk_or_split(ctx, node: fx.Node) -> Any:
+    """chunk(n) keeps its pieces equal after pruning; split(sizes) has fixed sizes."""
     metas = node.meta.get("tensor_meta")
     dim = _arg(node, 2, "dim", 0)
-    if not isinstance(metas, (list, tuple)):
-        return ctx.barrier(node, "chunk without shape information")
+    if not isinstance(metas, (list, tuple)) or hasattr(metas, "shape"):
+        return ctx.barrier(node, f"{node.target} without shape information")
     nd = len(metas[0].shape)
     pieces = [m.shape[_dim(dim, nd)] for m in metas]
-    chunks = _arg(node, 1, "chunks")
-    equal = len(set(pieces)) == 1 and isinstance(chunks, int)
-    return _split_like(ctx, node, pieces, dim, equal)
-
-
-def _split(ctx, node: fx.Node) -> Any:
-    metas = node.meta.get("tensor_meta")
-    dim = _arg(node, 2, "dim", 0)
-    if not isinstance(metas, (list, tuple)):
-        return ctx.barrier(node, "split without shape information")
-    nd = len(metas[0].shape)
-    pieces = [m.shape[_dim(dim, nd)] for m in metas]
-    return _split_like(ctx, node, pieces, dim, equal=False)
+    is_chunk = node.target in ("chunk", torch.chunk) and isinstance(_arg(node, 1, "chunks"), int)
+    return _split_like(ctx, node, pieces, dim, equal=is_chunk and len(set(pieces)) == 1)
 
 
 def _unbind(ctx, node: fx.Node) -> Any:
@@ -494,8 +484,8 @@ _BINARY = {"add": "add", "sub": "add", "mul": "mul", "div": "div", "true_divide"
 _REDUCE = {"mean": True, "sum": True, "amax": True, "max": True, "amin": True, "min": True,
            "std": True, "var": True, "nanmean": True, "logsumexp": False, "norm": True}
 _OTHERS: dict[str, Rule] = {
-    "cat": _cat, "concat": _cat, "concatenate": _cat, "stack": _stack, "chunk": _chunk, "split": _split,
-    "tensor_split": _split, "unbind": _unbind, "getitem": _getitem, "view": _reshape, "reshape": _reshape,
+    "cat": _cat, "concat": _cat, "concatenate": _cat, "stack": _stack, "chunk": _chunk_or_split, "split": _chunk_or_split,
+    "tensor_split": _chunk_or_split, "unbind": _unbind, "getitem": _getitem, "view": _reshape, "reshape": _reshape,
     "view_as": _reshape, "reshape_as": _reshape, "unflatten": _regroup, "expand": _expand,
     "expand_as": _expand, "matmul": _matmul, "einsum": _einsum, "bmm": _matmul, "softmax": _softmax, "log_softmax": _softmax,
     "layer_norm": _layer_norm, "roll": _roll, "zeros": _creation, "ones": _creation, "arange": _creation,

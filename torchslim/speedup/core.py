@@ -10,7 +10,6 @@ whose output differs.
 """
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from pathlib import Path
@@ -109,7 +108,7 @@ class ModelSpeedup:
 
         shrinkable = {n: u for n, u in ctx.uses.items() if n in keep}
         ref_out = self._reference(model)
-        backup = {n: copy.deepcopy(u.module) for n, u in shrinkable.items()}
+        backup = _snapshot(u.module for u in shrinkable.values())
         replaced: list[tuple[nn.Module, str, nn.Module]] = []
         for name, use in shrinkable.items():
             new = SHRINKERS[use.kind](use.module, keep[name])
@@ -130,7 +129,7 @@ class ModelSpeedup:
         return [t.detach().clone() for t in flat_tensors(_call(model, self.dummy_input))]
 
     @torch.no_grad()
-    def _verify(self, model: nn.Module, ctx: Context, uses: Mapping[str, Any], backup: dict[str, nn.Module],
+    def _verify(self, model: nn.Module, ctx: Context, uses: Mapping[str, Any], backup: list,
                 ref_out: list[torch.Tensor], report: SpeedupReport,
                 replaced: list[tuple[nn.Module, str, nn.Module]]) -> None:
         try:
@@ -150,7 +149,7 @@ class ModelSpeedup:
         # locate the first differing layer: record both models layer by layer, then restore
         modules = {n: u.module for n, u in uses.items()}
         shrunk = _record(model, self.dummy_input, modules)
-        _restore(uses, backup)
+        _restore(backup)
         for parent, attr, old in replaced:
             setattr(parent, attr, old)
         ref = _record(model, self.dummy_input, modules)
@@ -267,10 +266,20 @@ def _replace(model: nn.Module, old: nn.Module, new: nn.Module) -> list[tuple[nn.
     return done
 
 
-def _restore(uses: Mapping[str, Any], backup: dict[str, nn.Module]) -> None:
-    for name, use in uses.items():
-        use.module.__dict__.clear()
-        use.module.__dict__.update(backup[name].__dict__)
+def _snapshot(modules: Iterable[nn.Module]) -> list[tuple[nn.Module, dict, dict, dict]]:
+    """Shallow state of modules (and their children): shrinking swaps tensors, never edits them."""
+    return [(m, dict(m.__dict__), dict(m._parameters), dict(m._buffers))
+            for module in modules for m in module.modules()]
+
+
+def _restore(snapshot: list[tuple[nn.Module, dict, dict, dict]]) -> None:
+    for module, attrs, params, buffers in snapshot:
+        module.__dict__.clear()
+        module.__dict__.update(attrs)
+        module._parameters.clear()
+        module._parameters.update(params)
+        module._buffers.clear()
+        module._buffers.update(buffers)
 
 
 def _row(name: str, use: Any, keep: dict[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> LayerRow:

@@ -32,13 +32,15 @@ def select_(module: nn.Module, attr: str, dim: int, index: torch.Tensor) -> None
         setattr(module, attr, new)
 
 
-def _conv(m: nn.Module, keep: Keep) -> None:
-    out_dim, in_dim = (1, 0) if m.transposed else (0, 1)
+def _weight_in_out(m: nn.Module, keep: Keep, out_dim: int, in_dim: int) -> tuple[int, int]:
     select_(m, "weight", out_dim, keep["out"])
     select_(m, "weight", in_dim, keep["in"])
     select_(m, "bias", 0, keep["out"])
-    m.out_channels = keep["out"].numel()
-    m.in_channels = keep["in"].numel()
+    return keep["out"].numel(), keep["in"].numel()
+
+
+def _conv(m: nn.Module, keep: Keep) -> None:
+    m.out_channels, m.in_channels = _weight_in_out(m, keep, *((1, 0) if m.transposed else (0, 1)))
 
 
 def _depthwise(m: nn.Module, keep: Keep) -> None:
@@ -63,21 +65,14 @@ def _grouped_conv(m: nn.Module, keep: Keep) -> None:
 
 
 def _linear(m: nn.Module, keep: Keep) -> None:
-    select_(m, "weight", 0, keep["out"])
-    select_(m, "weight", 1, keep["in"])
-    select_(m, "bias", 0, keep["out"])
-    m.out_features = keep["out"].numel()
-    m.in_features = keep["in"].numel()
+    m.out_features, m.in_features = _weight_in_out(m, keep, 0, 1)
 
 
 def _conv1d_hf(m: nn.Module, keep: Keep) -> None:
     # transformers' Conv1D stores weight as [in, out]
-    select_(m, "weight", 1, keep["out"])
-    select_(m, "weight", 0, keep["in"])
-    select_(m, "bias", 0, keep["out"])
-    m.nf = keep["out"].numel()
+    m.nf, n_in = _weight_in_out(m, keep, 1, 0)
     if hasattr(m, "nx"):
-        m.nx = keep["in"].numel()
+        m.nx = n_in
 
 
 def _per_channel(attrs: tuple[str, ...], count_attr: str) -> Shrinker:
