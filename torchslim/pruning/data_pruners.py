@@ -259,27 +259,43 @@ class MovementPruner(DataPruner):
         self._ratios = TargetRatios(self)
         self._step = 0
         self.frozen = False
+        self._handle: Handle | None = None
 
     def compress(self, max_steps: int | None = None, max_epochs: int | None = None) -> CompressResult:
         """Fine-tune through the evaluator, pruning as scores are learned."""
-        self._require_evaluator()
         if max_steps is None and max_epochs is None:
             max_steps = self.cooldown_begin_step
-        self._step, self.frozen = 0, False
-        self.start_collecting()
-        handle = self.evaluator.on_after_step(self._after_step)
+        self.start()
         try:
             self.evaluator.train(max_steps=max_steps, max_epochs=max_epochs)
-            if not self.frozen:
-                warnings.warn(
-                    f"MovementPruner: training ended at step {self._step}, before cooldown_begin_step="
-                    f"{self.cooldown_begin_step}; applying the final sparsity now", stacklevel=2,
-                )
-                self._prune_at(self.cooldown_begin_step)
-        finally:
-            handle.remove()
-            self.stop_collecting()
+        except BaseException:
+            self._unhook()
+            raise
+        self.finish()
         return CompressResult(self.model, self.get_masks())
+
+    def start(self) -> None:
+        """Hook into the evaluator's training without training (for a shared loop); then :meth:`finish`."""
+        self._require_evaluator()
+        self._step, self.frozen = 0, False
+        self.start_collecting()
+        self._handle = self.evaluator.on_after_step(self._after_step)
+
+    def finish(self) -> None:
+        """Unhook; if training stopped before ``cooldown_begin_step``, prune to the final sparsity."""
+        if not self.frozen:
+            warnings.warn(
+                f"MovementPruner: training ended at step {self._step}, before cooldown_begin_step="
+                f"{self.cooldown_begin_step}; applying the final sparsity now", stacklevel=3,
+            )
+            self._prune_at(self.cooldown_begin_step)
+        self._unhook()
+
+    def _unhook(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self.stop_collecting()
 
     def _after_step(self) -> None:
         self._step += 1
