@@ -218,21 +218,12 @@ def analyze_part(ctx: Context, part: TracedPart) -> None:
         else:
             rule = function_rule(node.target) if node.op == "call_function" else method_rule(node.target)
             if rule is None:
-                if _is_shape_query(node):
-                    value = None
-                else:
-                    value = ctx.barrier(node, "no channel rule for this operation")
+                # an unknown op producing no tensor (a size, a flag) constrains no channel
+                tensor_out = "tensor_meta" in node.meta
+                value = ctx.barrier(node, "no channel rule for this operation") if tensor_out else None
             else:
                 value = rule(ctx, node)
         ctx.env[node] = value
-
-
-def _is_shape_query(node: fx.Node) -> bool:
-    return "tensor_meta" not in node.meta and not _flat_chans_meta(node)
-
-
-def _flat_chans_meta(node: fx.Node) -> bool:
-    return node.meta.get("tensor_meta") is not None
 
 
 def _get_attr(gm: fx.GraphModule, target: str) -> Any:

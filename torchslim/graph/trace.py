@@ -12,7 +12,6 @@ their parent was not, so the report can say it.
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -127,28 +126,23 @@ def trace_model(
     autowrap_functions = tuple(autowrap_functions)
     captured: dict[nn.Module, tuple[tuple, dict]] | None = None
     result = TraceResult(parts=[])
-    if isinstance(dummy_input, dict):
-        captured = capture_inputs(model, dummy_input)
-        todo = [("", model)]
-    else:
-        todo = [("", model)]
+    todo: list[tuple[str, nn.Module]] = [("", model)]
     while todo:
         prefix, module = todo.pop(0)
-        tracer = SlimTracer(leaf_modules, autowrap_functions)
-        if prefix == "" and not isinstance(dummy_input, dict):
+        children = [(f"{prefix}.{n}" if prefix else n, c) for n, c in module.named_children()]
+        if module is model and not isinstance(dummy_input, dict):
             root, args = module, _as_args(dummy_input)
         else:
             if captured is None:
                 captured = capture_inputs(model, dummy_input)
             if module not in captured:  # a container (ModuleList...) or unused: look inside
-                todo[:0] = [(f"{prefix}.{n}" if prefix else n, c) for n, c in module.named_children()]
+                todo[:0] = children
                 continue
-            call_args, call_kwargs = captured[module]
-            root, args = _make_call(module, call_args, _bind_kwargs(module, call_args, call_kwargs))
-            call_prefix = f"{prefix}." if prefix else ""
+            root, args = _make_call(module, *captured[module])
+        tracer = SlimTracer(leaf_modules, autowrap_functions)
         try:
             graph = tracer.trace(root)
-            gm = fx.GraphModule(tracer.root, graph)
+            gm = fx.GraphModule(root, graph)
             ShapeProp(gm).propagate(*args)
         except Exception as exc:  # any tracing failure: go one level down
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
@@ -161,35 +155,20 @@ def trace_model(
                     "module path), or wrap the failing function with autowrap_functions=[...]."
                 ) from exc
             result.untraced.append((prefix or "<root>", reason))
-            children = [(f"{prefix}.{n}" if prefix else n, c) for n, c in module.named_children()]
             todo[:0] = children
             continue
-        if prefix and root is not module:
-            part_prefix = call_prefix + "inner"  # module paths in the graph start with 'inner.'
-            result.parts.append(TracedPart(prefix, module, gm, args))
-            gm._torchslim_path_prefix = (part_prefix, call_prefix)  # type: ignore[attr-defined]
-        else:
-            result.parts.append(TracedPart(prefix, module, gm, args))
+        if root is not module:
+            # module paths in the wrapper's graph start with 'inner.'
+            gm._torchslim_path_prefix = f"{prefix}." if prefix else ""  # type: ignore[attr-defined]
+        result.parts.append(TracedPart(prefix, module, gm, args))
     return result
-
-
-def _bind_kwargs(module: nn.Module, args: tuple, kwargs: dict) -> dict:
-    return dict(kwargs)
 
 
 def qualified(gm: fx.GraphModule, target: str) -> str:
     """Module path inside the user's model of a ``call_module``/``get_attr`` target."""
-    mapping = getattr(gm, "_torchslim_path_prefix", None)
-    if mapping is None:
+    outer = getattr(gm, "_torchslim_path_prefix", None)
+    if outer is None:
         return target
-    inner, outer = mapping
-    inner_local = "inner"
-    if target == inner_local:
+    if target == "inner":
         return outer.rstrip(".")
-    if target.startswith(inner_local + "."):
-        return outer + target[len(inner_local) + 1:]
-    return target
-
-
-def signature_names(module: nn.Module) -> list[str]:
-    return list(inspect.signature(module.forward).parameters)
+    return outer + target[len("inner."):] if target.startswith("inner.") else target
