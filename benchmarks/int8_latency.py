@@ -2,7 +2,7 @@
 
 ResNet-18 and MobileNetV2 (random weights, 224x224), batch 1 and 32, 2 threads, in one run:
 
-* torch fp32 eager, onnxruntime fp32;
+* torch fp32 eager, onnxruntime fp32 (BatchNorm statistics set from two random batches);
 * ours: PtqQuantizer (int8 affine activations, per-channel symmetric int8 weights) calibrated
   on random batches, then ``deploy(..., backend='x86')`` and ``backend='onnxruntime'``;
 * anchors on the same float model: torch's own FX x86 flow (default x86 qconfig) and
@@ -95,10 +95,25 @@ def interleaved_latency(runs: dict, warmup: int, rounds: int, threads: int = 2) 
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 
+@torch.no_grad()
+def set_bn_statistics(model: torch.nn.Module, batches: list[torch.Tensor]) -> None:
+    """Give a randomly initialised model real BatchNorm statistics (else activations of a deep random
+    MobileNetV2 vanish to ~1e-8 and int8 comparisons mean nothing); leaves it in eval mode."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the batches
+    model.train()
+    for x in batches:
+        model(x)
+    model.eval()
+
+
 def bench_model(name: str, build, batches: list[int], tmp: Path, repeats: int) -> list[dict]:
     torch.manual_seed(0)
-    model = build().eval()
+    model = build()
     calib = [torch.randn(8, 3, 224, 224) for _ in range(2)]
+    set_bn_statistics(model, calib)
     fp32_onnx = export_onnx(model, calib[0][:1], tmp / f"{name}_fp32.onnx")
     anchor_onnx = ort_static_anchor(fp32_onnx, calib, tmp / f"{name}_ort_static.onnx")
     anchor_x86 = torch_x86_anchor(model, calib)
