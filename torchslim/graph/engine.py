@@ -115,7 +115,7 @@ class Context:
 
     # --- barriers ------------------------------------------------------------------------
     def barrier(self, node: fx.Node, reason: str) -> Any:
-        target = _target_name(node)
+        target = qualified(self.gm, node.target) if node.op in ("call_module", "get_attr") else _target_name(node)
         chans = [c for arg in _flat_nodes((node.args, node.kwargs)) for c in _flat_chans(self.env.get(arg))]
         if all(bool((c.ids == 0).all()) for c in chans):
             return self.pinned_like(node)  # only constants and kept channels: nothing is lost

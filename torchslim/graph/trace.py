@@ -12,6 +12,8 @@ their parent was not, so the report can say it.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -41,8 +43,10 @@ class TraceResult:
 class SlimTracer(fx.Tracer):
     """An fx tracer whose leaves are torch.nn builtins, known-rule modules and user choices."""
 
-    def __init__(self, leaf_modules: Iterable[type | str] = (), autowrap_functions: Iterable[Callable] = ()) -> None:
+    def __init__(self, leaf_modules: Iterable[type | str] = (), autowrap_functions: Iterable[Callable] = (),
+                 path_prefix: str | None = None) -> None:
         super().__init__(autowrap_functions=tuple(autowrap_functions))
+        self.path_prefix = path_prefix  # set when tracing a submodule through its call wrapper
         self.leaf_types = tuple(t for t in leaf_modules if isinstance(t, type))
         self.leaf_names = {t for t in leaf_modules if isinstance(t, str)}
 
@@ -51,7 +55,10 @@ class SlimTracer(fx.Tracer):
 
         if isinstance(m, self.leaf_types) or type(m).__name__ in self.leaf_names or has_named_rule(m):
             return True
-        if module_qualified_name in self.leaf_names:
+        path = module_qualified_name
+        if self.path_prefix is not None:
+            path = self.path_prefix + path.removeprefix("inner").lstrip(".")
+        if path in self.leaf_names:
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -97,6 +104,10 @@ def capture_inputs(model: nn.Module, dummy_input: Any) -> dict[nn.Module, tuple[
     try:
         with torch.no_grad():
             _call(model, dummy_input)
+    except Exception as exc:
+        from torchslim.errors import SpeedupError
+
+        raise SpeedupError(f"the model fails on dummy_input: {type(exc).__name__}: {exc}") from exc
     finally:
         for h in handles:
             h.remove()
@@ -139,13 +150,16 @@ def trace_model(
                 todo[:0] = children
                 continue
             root, args = _make_call(module, *captured[module])
-        tracer = SlimTracer(leaf_modules, autowrap_functions)
+        tracer = SlimTracer(leaf_modules, autowrap_functions,
+                            None if root is module else (f"{prefix}." if prefix else ""))
         try:
             graph = tracer.trace(root)
             gm = fx.GraphModule(root, graph)
-            ShapeProp(gm).propagate(*args)
+            with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints tracebacks itself
+                ShapeProp(gm).propagate(*args)
         except Exception as exc:  # any tracing failure: go one level down
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            cause = exc.__cause__ or exc
+            reason = f"{type(cause).__name__}: {str(cause).splitlines()[0][:160] if str(cause) else ''}"
             if not fallback:
                 from torchslim.errors import SpeedupError
 

@@ -226,8 +226,9 @@ def _keep_indices(ctx: Context, round_to: int) -> dict[str, dict[str, torch.Tens
     for _ in range(20):
         changed = False
         for use in ctx.uses.values():
-            for ids in use.slots.values():
-                changed |= _top_up(space, ids, use.groups, round_to)
+            for slot, ids in use.slots.items():
+                # rounding is for channel widths; head counts stay as pruned
+                changed |= _top_up(space, ids, use.groups, 1 if slot == "heads" else round_to)
         if not changed:
             break
     keep: dict[str, dict[str, torch.Tensor]] = {}
