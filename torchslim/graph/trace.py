@@ -155,8 +155,7 @@ def trace_model(
         try:
             graph = tracer.trace(root)
             gm = fx.GraphModule(root, graph)
-            with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints tracebacks itself
-                ShapeProp(gm).propagate(*args)
+            propagate_shapes(gm, args)
         except Exception as exc:  # any tracing failure: go one level down
             cause = exc.__cause__ or exc
             reason = f"{type(cause).__name__}: {str(cause).splitlines()[0][:160] if str(cause) else ''}"
@@ -176,6 +175,37 @@ def trace_model(
             gm._torchslim_path_prefix = f"{prefix}." if prefix else ""  # type: ignore[attr-defined]
         result.parts.append(TracedPart(prefix, module, gm, args))
     return result
+
+
+class _ShapePropCall(nn.Module):
+    """Runs ShapeProp inside ``torch.func.functional_call`` so parameters can be swapped."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__()
+        self.gm = gm
+
+    def forward(self, *args: Any) -> Any:
+        return ShapeProp(self.gm).propagate(*args)
+
+
+def propagate_shapes(gm: fx.GraphModule, args: tuple) -> None:
+    """Annotate ``tensor_meta`` on every node.
+
+    First on the ``meta`` device (parameters, buffers and inputs swapped for shape-only
+    tensors through ``torch.func.functional_call``: no arithmetic is done), falling back to
+    a real forward pass when an op has no meta kernel or reads a constant tensor.
+    """
+    with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints tracebacks itself
+        if all(isinstance(a, torch.Tensor) for a in args):
+            runner = _ShapePropCall(gm)
+            state = {n: torch.empty_like(t, device="meta") for n, t in
+                     list(runner.named_parameters()) + list(runner.named_buffers())}
+            try:
+                torch.func.functional_call(runner, state, tuple(a.to("meta") for a in args), strict=False)
+                return
+            except Exception:  # noqa: BLE001 - any failure: do it for real
+                pass
+        ShapeProp(gm).propagate(*args)
 
 
 def qualified(gm: fx.GraphModule, target: str) -> str:
