@@ -41,20 +41,27 @@ def resnet18_half() -> list[str]:
     x1, x32 = torch.randn(1, 3, 224, 224), torch.randn(32, 3, 224, 224)
     _, speedup = prune_and_speedup(model, x1, 0.5, "fc")
     macs_ratio = count_macs(dense, x1) / count_macs(model, x1)
-    lat = {}
-    for _ in range(2):  # alternate dense/pruned so background load hits both alike
-        for key, m in (("dense", dense), ("pruned", model)):
-            lat.setdefault(key, []).append(measure_latency(m, x32, threads=2, warmup=1, repeats=3))
-    lat_ratio = statistics.median(lat["dense"]) / statistics.median(lat["pruned"])
-    verdict = "meets" if lat_ratio >= 0.8 * macs_ratio else "misses"
+    rows = []
+    for threads in (1, 2):
+        best: dict[str, float] = {}
+        for _ in range(3):  # interleave dense/pruned so background load hits both alike; keep the best
+            for key, m in (("dense", dense), ("pruned", model)):
+                ms = measure_latency(m, x32, threads=threads, warmup=1, repeats=2)
+                best[key] = min(best.get(key, float("inf")), ms)
+        ratio = best["dense"] / best["pruned"]
+        verdict = "meets" if ratio >= 0.8 * macs_ratio else "misses"
+        rows.append(f"| {threads} | {count_params(dense) / 1e6:.2f} M → {count_params(model) / 1e6:.2f} M | "
+                    f"{macs_ratio:.2f} | {best['dense']:.0f} | {best['pruned']:.0f} | {ratio:.2f} | "
+                    f"{0.8 * macs_ratio:.2f} ({verdict}) |")
     return [
-        "## ResNet-18 at 50% channel sparsity, batch 32, 2 threads",
+        "## ResNet-18 at 50% channel sparsity, batch 32",
         "",
-        "| params dense → pruned | MACs ratio (dense/pruned) | latency dense (ms) | latency pruned (ms) | latency ratio | target 0.8 × MACs ratio |",
-        "|---|---|---|---|---|---|",
-        f"| {count_params(dense) / 1e6:.2f} M → {count_params(model) / 1e6:.2f} M | {macs_ratio:.2f} | "
-        f"{statistics.median(lat['dense']):.0f} | {statistics.median(lat['pruned']):.0f} | {lat_ratio:.2f} | "
-        f"{0.8 * macs_ratio:.2f} ({verdict}) |",
+        "Best of 3 interleaved rounds (each the median of 2 calls after a warm-up), in one run.",
+        "",
+        "| threads | params dense → pruned | MACs ratio (dense/pruned) | latency dense (ms) | latency pruned (ms) | "
+        "latency ratio | target 0.8 × MACs ratio |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
         "",
         f"max |masked − shrunk| on the dummy input: {speedup.report.max_abs_diff:.2e}.",
     ]

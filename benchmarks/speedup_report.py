@@ -16,8 +16,12 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def load_rows(raw: Path) -> list[dict]:
-    rows = [json.loads(line) for line in raw.read_text().splitlines() if line.strip()]
-    return sorted(rows, key=lambda r: r["model"])
+    rows = {}
+    for line in raw.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows[row["model"]] = row  # a re-run replaces the earlier row
+    return sorted(rows.values(), key=lambda r: r["model"])
 
 
 def zoo_tables(rows: list[dict]) -> list[str]:

@@ -1,5 +1,6 @@
 """Channel dependency graphs from torch.fx traces: coupling rules, groups, barriers."""
 from torchslim.graph.engine import Barrier, Context, ModuleUse, analyze_part
+from torchslim.graph.groups import analyze, channel_groups
 from torchslim.graph.idspace import PIN, Chan, Space
 from torchslim.graph.module_rules import module_rule, register_module_rule
 from torchslim.graph.rules import function_rule, method_rule, register_function_rule
@@ -7,6 +8,6 @@ from torchslim.graph.trace import SlimTracer, TraceResult, TracedPart, trace_mod
 
 __all__ = [
     "PIN", "Barrier", "Chan", "Context", "ModuleUse", "SlimTracer", "Space", "TraceResult", "TracedPart",
-    "analyze_part", "function_rule", "method_rule", "module_rule", "register_function_rule",
-    "register_module_rule", "trace_model",
+    "analyze", "analyze_part", "channel_groups", "function_rule", "method_rule", "module_rule",
+    "register_function_rule", "register_module_rule", "trace_model",
 ]
