@@ -154,3 +154,32 @@ def test_leaf_modules_are_kept_whole():
 def test_time_limit_names_the_node():
     with pytest.raises(SpeedupError, match="time limit .* at node"):
         ModelSpeedup(Residual().eval(), torch.randn(1, 3, 8, 8), {}, time_limit=0).speedup_model()
+
+
+def scaled_relu(x):  # a user function: traced as one node when autowrapped
+    return torch.relu(x) * 2.0
+
+
+class UsesFunction(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 6, 1)
+        self.b = nn.Conv2d(6, 2, 1)
+
+    def forward(self, x):
+        return self.b(scaled_relu(self.a(x)))
+
+
+def test_autowrapped_function_is_a_barrier_until_it_gets_a_rule():
+    from torchslim.graph import register_function_rule
+    from torchslim.graph.rules import unary
+
+    masks = out_channel_masks(UsesFunction(), {"a": [0, 1, 2]})
+    model = UsesFunction().eval()
+    speedup = ModelSpeedup(model, torch.randn(1, 3, 4, 4), masks, autowrap_functions=[scaled_relu])
+    speedup.speedup_model()
+    assert model.a.out_channels == 6 and speedup.report.barriers[0].target.endswith("scaled_relu")
+    register_function_rule(scaled_relu, unary(zero_preserving=True))
+    model = UsesFunction().eval()
+    ModelSpeedup(model, torch.randn(1, 3, 4, 4), masks, autowrap_functions=[scaled_relu]).speedup_model()
+    assert model.a.out_channels == 3 and model.b.in_channels == 3
