@@ -8,6 +8,8 @@ or raise in ``strict`` mode.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -19,6 +21,19 @@ from torch import nn
 from torchslim.errors import SpeedupError
 from torchslim.graph.idspace import Chan, Space, along, pinned
 from torchslim.graph.trace import TracedPart, qualified
+
+
+@contextlib.contextmanager
+def no_gc() -> Any:
+    """Pause cyclic garbage collection: analysis allocates many small objects and GC passes
+    over the fx graph cost more than the analysis itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass

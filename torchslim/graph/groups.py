@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from torchslim.graph.engine import Context, analyze_part
+from torchslim.graph.engine import Context, analyze_part, no_gc
 from torchslim.graph.trace import trace_model
 
 PRODUCERS = ("conv", "grouped_conv", "depthwise", "linear", "conv1d_hf", "embedding")
@@ -18,13 +18,14 @@ def analyze(model: nn.Module, dummy_input: Any, masks: Any = None, *, leaf_modul
     was_training = model.training
     model.eval()
     try:
-        traced = trace_model(model, dummy_input, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
-        ctx = Context(masks or {}, strict=strict)
-        for part in traced.parts:
-            analyze_part(ctx, part)
+        with no_gc():
+            traced = trace_model(model, dummy_input, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
+            ctx = Context(masks or {}, strict=strict)
+            for part in traced.parts:
+                analyze_part(ctx, part)
+            ctx.space.resolve()
     finally:
         model.train(was_training)
-    ctx.space.resolve()
     return ctx
 
 

@@ -133,6 +133,7 @@ class Space:
         self._keeps: list[torch.Tensor] = [torch.zeros(1, dtype=torch.long)]
         self.labels: torch.Tensor | None = None
         self.kept_labels: torch.Tensor | None = None
+        self._kept_ids: torch.Tensor | None = None
 
     def fresh(self, n: int) -> torch.Tensor:
         ids = torch.arange(self.next_id, self.next_id + n, dtype=torch.long)
@@ -198,10 +199,12 @@ class Space:
         kept = torch.zeros(n, dtype=torch.bool)
         kept[labels[torch.cat(self._keeps)]] = True
         self.kept_labels = kept
+        self._kept_ids = kept[labels]
 
     def kept(self, ids: torch.Tensor) -> torch.Tensor:
-        assert self.labels is not None and self.kept_labels is not None, "call resolve() first"
-        return self.kept_labels[self.labels[ids]]
+        """Whether each position's class survives (after :meth:`resolve`)."""
+        assert self.labels is not None, "call resolve() first"
+        return self._kept_ids[ids]
 
     def label(self, ids: torch.Tensor) -> torch.Tensor:
         assert self.labels is not None
@@ -212,3 +215,4 @@ class Space:
         assert self.labels is not None and self.kept_labels is not None
         self.kept_labels[self.labels[ids]] = True
         self._keeps.append(ids.reshape(-1))
+        self._kept_ids = self.kept_labels[self.labels]

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from torchslim.errors import SpeedupError
-from torchslim.graph.engine import Context, analyze_part
+from torchslim.graph.engine import Context, analyze_part, no_gc
 from torchslim.graph.trace import _call, trace_model
 from torchslim.speedup.report import LayerRow, SpeedupReport
 from torchslim.speedup.serialize import record_spec
@@ -83,7 +83,8 @@ class ModelSpeedup:
         model.eval()
         report = SpeedupReport()
         try:
-            self._run(model, report)
+            with no_gc():
+                self._run(model, report)
         finally:
             model.train(was_training)
         self.report = report
