@@ -119,14 +119,14 @@ def bench_model(name: str, build, batches: list[int], tmp: Path, repeats: int) -
     anchor_x86 = torch_x86_anchor(model, calib)
 
     fq = copy.deepcopy(model)
-    quantizer = PtqQuantizer(fq, CONFIG)
+    quantizer = PtqQuantizer(fq, CONFIG, bn_folding=True)  # weights quantized as the BN-folded int8 conv sees them
     _, calibration = quantizer.compress(calib)
     fq.eval()
     t0 = time.perf_counter()
-    ours_x86 = deploy(fq, calibration, calib[0][:1], backend="x86")
+    ours_x86 = deploy(fq, calibration, calib[0], backend="x86")
     build_x86 = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ours_ort = deploy(fq, calibration, calib[0][:1], backend="onnxruntime", onnx_path=tmp / f"{name}_ours_qdq.onnx")
+    ours_ort = deploy(fq, calibration, calib[0], backend="onnxruntime", onnx_path=tmp / f"{name}_ours_qdq.onnx")
     build_ort = time.perf_counter() - t0
     auto = deploy(fq, calibration, calib[0][:1])
     print(f"{name}: deploy(backend='auto') on a batch-1 example picked {auto.auto_choice['chosen']} "
@@ -137,11 +137,17 @@ def bench_model(name: str, build, batches: list[int], tmp: Path, repeats: int) -
     for batch in batches:
         x = torch.randn(batch, 3, 224, 224)
         with torch.no_grad():
-            ref = fq(x)
-        agree = {}
-        for label, dep in (("ours int8, x86 backend", ours_x86), ("ours int8, onnxruntime backend", ours_ort)):
-            out = dep(x)
-            agree[label] = (float((out - ref).norm() / ref.norm()), float((out.argmax(1) == ref.argmax(1)).float().mean()))
+            ref, fp32_out = fq(x), model(x)
+        outputs = {
+            "fake-quant model (reference)": ref,
+            "torch x86 int8 FX (anchor)": anchor_x86(x),
+            "onnxruntime quantize_static (anchor)": torch.from_numpy(ort_runner(sessions["onnxruntime quantize_static (anchor)"], x)()[0]),
+            "ours int8, x86 backend": ours_x86(x),
+            "ours int8, onnxruntime backend": ours_ort(x),
+        }
+        agree = {label: (rel_err(out, fp32_out), rel_err(out, ref) if label.startswith("ours") else None,
+                         float((out.argmax(1) == ref.argmax(1)).float().mean()) if label.startswith("ours") else None)
+                 for label, out in outputs.items()}
         runs = {
             "torch fp32 eager": lambda: model(x),
             "onnxruntime fp32": ort_runner(sessions["onnxruntime fp32"], x),
@@ -154,11 +160,13 @@ def bench_model(name: str, build, batches: list[int], tmp: Path, repeats: int) -
         times = interleaved_latency(runs, warmup=2 if batch > 1 else 5, rounds=reps)
         base, ort_base = times["torch fp32 eager"], times["onnxruntime fp32"]
         for label, ms in times.items():
-            err = agree.get(label)
+            err = agree.get(label, (None, None, None))
             rows.append({
                 "model": name, "batch": batch, "variant": label, "ms": ms, "vs_eager": base / ms, "vs_ort": ort_base / ms,
-                "rel_err": None if err is None else err[0], "argmax": None if err is None else err[1],
+                "err_fp32": err[0], "rel_err": err[1], "argmax": err[2],
             })
+        rows.append({"model": name, "batch": batch, "variant": "fake-quant model (reference)", "ms": None,
+                     "err_fp32": agree["fake-quant model (reference)"][0], "rel_err": None, "argmax": None})
         print(f"{name} batch {batch}: " + ", ".join(f"{k}={v:.1f}ms" for k, v in times.items()), flush=True)
     print(f"{name}: deploy took x86 {build_x86:.1f}s, onnxruntime {build_ort:.1f}s; x86 report sources: "
           f"{sum(r['source'].startswith('observed') for r in ours_x86.report)} tensors observed, "
@@ -166,14 +174,23 @@ def bench_model(name: str, build, batches: list[int], tmp: Path, repeats: int) -
     return rows
 
 
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out - ref).norm() / ref.norm())
+
+
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| model | batch | variant | latency ms | speedup vs torch fp32 | vs onnxruntime fp32 | rel. error vs fake-quant | argmax agreement |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | batch | variant | latency ms | speedup vs torch fp32 | vs onnxruntime fp32 | "
+             "rel. error vs fp32 | rel. error vs fake-quant | argmax agreement with fake-quant |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(v, pattern):
+        return "" if v is None else pattern.format(v)
+
     for r in rows:
-        err = "" if r["rel_err"] is None else f"{r['rel_err']:.4f}"
-        arg = "" if r["argmax"] is None else f"{100 * r['argmax']:.1f}%"
-        lines.append(f"| {r['model']} | {r['batch']} | {r['variant']} | {r['ms']:.1f} | {r['vs_eager']:.2f}x | "
-                     f"{r['vs_ort']:.2f}x | {err} | {arg} |")
+        lines.append(f"| {r['model']} | {r['batch']} | {r['variant']} | {fmt(r['ms'], '{:.1f}')} | "
+                     f"{fmt(r.get('vs_eager'), '{:.2f}x')} | {fmt(r.get('vs_ort'), '{:.2f}x')} | "
+                     f"{fmt(r['err_fp32'], '{:.4f}')} | {fmt(r['rel_err'], '{:.4f}')} | "
+                     f"{fmt(None if r['argmax'] is None else 100 * r['argmax'], '{:.1f}%')} |")
     return "\n".join(lines)
 
 
