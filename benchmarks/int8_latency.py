@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import torch
+import sys
+
+if "--passive" in sys.argv:  # before torch loads OpenMP
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from torchslim.quantization import PtqQuantizer, deploy
 from torchslim.utils.onnx_export import export_onnx
@@ -34,12 +40,17 @@ CONFIG = [
 ]
 
 
+SPIN = True  # set by --passive: idle worker threads of both engines sleep instead of spinning
+
+
 def ort_session(path: Path, threads: int = 2):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.log_severity_level = 3
+    if not SPIN:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -126,9 +137,9 @@ def bench_model(name: str, build, batches: list[int], tmp: Path, repeats: int) -
     ours_x86 = deploy(fq, calibration, calib[0], backend="x86")
     build_x86 = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ours_ort = deploy(fq, calibration, calib[0], backend="onnxruntime", onnx_path=tmp / f"{name}_ours_qdq.onnx")
+    ours_ort = deploy(fq, calibration, calib[0], backend="onnxruntime", onnx_path=tmp / f"{name}_ours_qdq.onnx", spin=SPIN)
     build_ort = time.perf_counter() - t0
-    auto = deploy(fq, calibration, calib[0][:1])
+    auto = deploy(fq, calibration, calib[0][:1], spin=SPIN)
     print(f"{name}: deploy(backend='auto') on a batch-1 example picked {auto.auto_choice['chosen']} "
           f"({ {k: round(v['ms'], 1) for k, v in auto.auto_choice['timings'].items()} } ms)", flush=True)
     sessions = {"onnxruntime fp32": ort_session(fp32_onnx), "onnxruntime quantize_static (anchor)": ort_session(anchor_onnx)}
@@ -211,7 +222,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 1 only, fewer repeats")
     parser.add_argument("--models", default="resnet18,mobilenet_v2")
+    parser.add_argument("--passive", action="store_true",
+                        help="idle threads sleep (OMP_WAIT_POLICY=PASSIVE, onnxruntime allow_spinning=0): fairer on shared cores")
     args = parser.parse_args()
+    global SPIN
+    SPIN = not args.passive
     import torchvision
 
     torch.set_num_threads(2)
@@ -228,7 +243,9 @@ def main() -> None:
     header = (f"## int8 latency (benchmarks/int8_latency.py)\n\ntorch {torch.__version__}, onnxruntime "
               f"{__import__('onnxruntime').__version__}, {platform.machine()}, 2 threads, random weights, "
               f"224x224; median of repeated calls after warm-up.\n")
-    write_section("int8_latency", header + "\n" + table)
+    header += (f"Idle threads: {'sleep (--passive: OMP_WAIT_POLICY=PASSIVE, onnxruntime allow_spinning=0)' if not SPIN else 'spin (engine defaults)'}; "
+               f"load average at the end of the run: {os.getloadavg()[0]:.1f}.\n")
+    write_section("int8_latency_passive" if not SPIN else "int8_latency", header + "\n" + table)
 
 
 if __name__ == "__main__":

@@ -134,13 +134,16 @@ class OnnxRuntimeInt8Model(nn.Module):
 
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int = 2, report: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, path: Path, threads: int = 2, report: list[dict[str, Any]] | None = None,
+                 spin: bool = True) -> None:
         super().__init__()
         ort = require("onnxruntime", "onnx", "the onnxruntime int8 backend")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if not spin:  # idle threads sleep instead of spinning: kinder to oversubscribed cores
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -89,7 +89,7 @@ def _overrides(graph: Any, calibration: Mapping, bn_followed: set[str]) -> tuple
 
 
 def build_ort_static(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], example_input: Any,
-                     onnx_path: str | Path | None = None, threads: int = 2) -> OnnxRuntimeInt8Model:
+                     onnx_path: str | Path | None = None, threads: int = 2, spin: bool = True) -> OnnxRuntimeInt8Model:
     """Quantize ``model`` with onnxruntime's static QDQ quantizer, pinned to ``calibration``'s scales."""
     onnx = require("onnx", "onnx", "the onnxruntime int8 backend")
     require("onnxruntime", "onnx", "the onnxruntime int8 backend")
@@ -124,7 +124,7 @@ def build_ort_static(model: nn.Module, calibration: Mapping[str, Mapping[str, An
                     extra_options={"TensorQuantOverrides": overrides})
     for tmp in (fp32, pre):
         tmp.unlink(missing_ok=True)
-    return OnnxRuntimeInt8Model(out, threads, report=report)
+    return OnnxRuntimeInt8Model(out, threads, report=report, spin=spin)
 
 
 __all__ = ["build_ort_static", "module_of"]
