@@ -91,7 +91,6 @@ class Quantizer:
         optimizer: torch.optim.Optimizer | None = None,
         dummy_input: Any = None,
         bn_folding: bool | Mapping[str, str] = False,
-        existing_quantizer: "Quantizer | None" = None,
     ) -> None:
         if isinstance(evaluator, torch.optim.Optimizer):  # v2: (model, config_list, optimizer, dummy_input)
             optimizer, evaluator = evaluator, None
@@ -108,7 +107,7 @@ class Quantizer:
         self.dummy_input = dummy_input
         self.quant_start_step = quant_start_step
         self._quant_grad: type[QuantGrad] = QuantGrad
-        self.previous = existing_quantizer
+        self.previous: Any = None  # a compressor chained before this one (from_compressor)
         self.settings = resolve_config(
             model, config_list, "quantization", default_types=DEFAULT_QUANT_TYPES, default_targets=self.default_targets
         )
