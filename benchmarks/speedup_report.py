@@ -51,6 +51,16 @@ def zoo_tables(rows: list[dict]) -> list[str]:
         tp_t = sum(r["torch_pruning"]["build_s"] + r["torch_pruning"]["prune_s"] for r in both)
         out.append(f"| tool time, sum over the same models (s) | {ours_t:.0f} (groups + speedup incl. check) | "
                    f"{tp_t:.0f} (graph build + prune) |")
+    big = [r for r in ours_ok if r["model"] in ("densenet201", "convnext_large", "swin_b", "swin_v2_b", "maxvit_t",
+                                                "vit_l_16", "regnet_y_32gf", "efficientnet_v2_l")]
+    if big:
+        out += ["", "Graph building on large models (s): torchslim's trace + channel analysis "
+                "(`auto_set_dependency_group_ids`) vs Torch-Pruning's `MetaPruner(...)` graph build:", "",
+                "| model | torchslim trace + analysis | Torch-Pruning graph build |", "|---|---|---|"]
+        for r in big:
+            tp = r.get("torch_pruning", {})
+            tp_cell = f"{tp['build_s']:.1f}" if tp.get("ok") else f"failed ({tp.get('error', '')[:40]})"
+            out.append(f"| {r['model']} | {r['torchslim']['groups_s']:.1f} | {tp_cell} |")
     out += ["", "Per model (params/MACs after pruning in millions / GMACs; latency ratio = dense / pruned, "
             "2 threads; times in s; `-`: not measured, see notes):", "",
             "| model | params M | GMACs | ts params | ts GMACs | ts lat b1 | ts lat b32 | ts time | "
