@@ -1,4 +1,4 @@
-"""``torchslim experiment``: create, resume, list, status, stop and export experiments.
+"""``torchslim experiment``: create, resume, list, status, stop, export and view experiments.
 
 Only argparse at import time: the handlers import what they need.
 """
@@ -48,6 +48,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=("csv", "json"))
     export.add_argument("--output", default=None, help="file to write (default: stdout)")
 
+    view = sub.add_parser("view", help="serve a read-only web UI (no ID: all experiments)")
+    view.add_argument("id", nargs="?", default=None)
+    view.add_argument("--port", type=int, default=8080, help="port (0: any free one)")
+    view.add_argument("--host", default="127.0.0.1", help="address to bind")
+
     parser.set_defaults(func=_dispatch, _parser=parser)
     return parser
 
@@ -66,7 +71,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         args._parser.print_help()
         return 2
     handler = {"create": _create, "resume": _resume, "list": _list, "status": _status,
-               "stop": _stop, "export": _export}[args.action]
+               "stop": _stop, "export": _export, "view": _view}[args.action]
     try:
         return handler(args)
     except TorchSlimError as exc:
@@ -269,6 +274,13 @@ def _export(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    from torchslim.experiment.webui.server import serve
+
+    serve(args.id, args.experiments_dir, host=args.host, port=args.port)
     return 0
 
 
