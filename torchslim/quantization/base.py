@@ -165,12 +165,18 @@ class Quantizer:
     # --- public API ----------------------------------------------------------------------------
     def compress(self, max_steps: int | None = None, max_epochs: int | None = None) -> CompressResult:
         """Train through the evaluator when given steps/epochs; returns ``(model, calibration_config)``."""
-        self._compress_previous()
-        if self.evaluator is not None and (max_steps is not None or max_epochs is not None):
+        trains = self.evaluator is not None and (max_steps is not None or max_epochs is not None)
+        # a scheduled pruner on the same evaluator prunes during this very training run
+        shared = self._start_previous() if trains else None
+        if shared is None:
+            self._compress_previous()
+        if trains:
             self.evaluator.bind_model(self.model)
             self._before_training()
             self.model.train()
             self.evaluator.train(max_steps, max_epochs)
+            if shared is not None:
+                shared.finish()
         else:
             self._before_training()
         return CompressResult(self.model, self.get_calibration_config())
@@ -299,6 +305,16 @@ class Quantizer:
     # --- helpers ---------------------------------------------------------------------------------
     def _before_training(self) -> None:
         """Hook for subclasses (e.g. LSQ adds its step sizes to the optimizer)."""
+
+    def _start_previous(self) -> Any:
+        """Hook a previous compressor that can share a training run (``start``/``finish``)."""
+        prev = self.previous
+        if (prev is None or getattr(self, "_previous_done", False) or not hasattr(prev, "start")
+                or not hasattr(prev, "finish") or getattr(prev, "evaluator", None) is not self.evaluator):
+            return None
+        self._previous_done = True
+        prev.start()
+        return prev
 
     def _compress_previous(self) -> None:
         prev = self.previous
