@@ -130,6 +130,7 @@ def test_page_is_served_and_self_contained(viewer):
         # nothing fetched from elsewhere: machines that run experiments have no internet
         assert "http://" not in html and "https://" not in html
         assert "<script src" not in html and "<link" not in html
+    assert get(server, "/favicon.ico")[0] == 204  # the browser's automatic request
 
 
 def test_unknown_things_are_404_json(viewer):

@@ -49,7 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     export.add_argument("--output", default=None, help="file to write (default: stdout)")
 
     view = sub.add_parser("view", help="serve a read-only web UI (no ID: all experiments)")
-    view.add_argument("id", nargs="?", default=None)
+    view.add_argument("id", nargs="?", default=None, help="experiment to open (none: the list)")
     view.add_argument("--port", type=int, default=8080, help="port (0: any free one)")
     view.add_argument("--host", default="127.0.0.1", help="address to bind")
 

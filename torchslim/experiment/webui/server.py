@@ -234,6 +234,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path.startswith("/api/"):
                 self._send_json(HTTPStatus.OK, self._api(path, parse_qs(url.query)))
+            elif path == "/favicon.ico":
+                self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")  # none, and no 404 noise
             elif path in ("/", "") and self.server.default_id:
                 self._send(HTTPStatus.FOUND, b"", "text/plain",
                            {"Location": f"/experiments/{self.server.default_id}"})
