@@ -22,22 +22,27 @@ from torchslim.graph.rules import _regroup, _softmax, spatial, unary
 ModuleRule = Callable[[Any, fx.Node, nn.Module, str], Any]
 
 
+def _rows(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    rows = mask.movedim(dim, 0).reshape(mask.shape[dim], -1)
+    # min/max reductions are vectorised; count_nonzero/any are ~30x slower on CPU
+    return rows.to(torch.uint8) if rows.dtype == torch.bool else rows.abs()
+
+
 def rows_dead(mask: torch.Tensor | None, dim: int, n: int) -> torch.Tensor:
     """Channels along ``dim`` whose mask is zero everywhere else (False without a mask)."""
     if mask is None:
         return torch.zeros(n, dtype=torch.bool)
-    rows = mask.movedim(dim, 0).reshape(mask.shape[dim], -1)
-    return torch.count_nonzero(rows, dim=1) == 0
+    return _rows(mask, dim).amax(1) == 0
 
 
 def in_out_dead(mask: torch.Tensor | None, o_dim: int, i_dim: int, n_out: int, n_in: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Dead output rows and dead input columns of a weight mask, in one pass when row-structured."""
     if mask is None:
         return torch.zeros(n_out, dtype=torch.bool), torch.zeros(n_in, dtype=torch.bool)
-    rows = mask.movedim(o_dim, 0).reshape(mask.shape[o_dim], -1)
-    counts = torch.count_nonzero(rows, dim=1)
-    out_dead = counts == 0
-    if bool(((counts == 0) | (counts == rows.shape[1])).all()):  # whole rows: columns die only with all rows
+    rows = _rows(mask, o_dim)
+    high, low = rows.amax(1), rows.amin(1)
+    out_dead = high == 0
+    if bool((high == low).all()):  # whole rows kept or dropped: a column dies only with every row
         return out_dead, torch.full((n_in,), bool(out_dead.all()))
     return out_dead, rows_dead(mask, i_dim, n_in)
 

@@ -123,13 +123,13 @@ class ModelSpeedup:
             self._verify(model, ctx, shrinkable, backup, ref_out, report, replaced)
         report.total_s = time.perf_counter() - t0
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _reference(self, model: nn.Module) -> list[torch.Tensor]:
         if not self.check:
             return []
         return [t.detach().clone() for t in flat_tensors(_call(model, self.dummy_input))]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _verify(self, model: nn.Module, ctx: Context, uses: Mapping[str, Any], backup: list,
                 ref_out: list[torch.Tensor], report: SpeedupReport,
                 replaced: list[tuple[nn.Module, str, nn.Module]]) -> None:
