@@ -34,29 +34,37 @@ def resnet18_half() -> list[str]:
     x1, x32 = torch.randn(1, 3, 224, 224), torch.randn(32, 3, 224, 224)
     _, speedup = prune_and_speedup(model, x1, 0.5, "fc")
     macs_ratio = count_macs(dense, x1) / count_macs(model, x1)
+    # deployment form as well: BatchNorm folded into the convolutions (same for both models)
+    from torch.fx.experimental.optimization import fuse
+
+    variants = {"eager": (dense, model), "BN folded": (fuse(dense), fuse(model))}
     rows = []
     for threads in (1, 2):
-        best: dict[str, float] = {}
-        for _ in range(3):  # interleave dense/pruned so background load hits both alike; keep the best
-            for key, m in (("dense", dense), ("pruned", model)):
-                ms = measure_latency(m, x32, threads=threads, warmup=1, repeats=2)
-                best[key] = min(best.get(key, float("inf")), ms)
-        ratio = best["dense"] / best["pruned"]
-        verdict = "meets" if ratio >= 0.8 * macs_ratio else "misses"
-        rows.append(f"| {threads} | {count_params(dense) / 1e6:.2f} M → {count_params(model) / 1e6:.2f} M | "
-                    f"{macs_ratio:.2f} | {best['dense']:.0f} | {best['pruned']:.0f} | {ratio:.2f} | "
-                    f"{0.8 * macs_ratio:.2f} ({verdict}) |")
+        for label, (d, p) in variants.items():
+            best: dict[str, float] = {}
+            for _ in range(3):  # interleave dense/pruned so background load hits both alike; keep the best
+                for key, m in (("dense", d), ("pruned", p)):
+                    ms = measure_latency(m, x32, threads=threads, warmup=1, repeats=2)
+                    best[key] = min(best.get(key, float("inf")), ms)
+            ratio = best["dense"] / best["pruned"]
+            verdict = "meets" if ratio >= 0.8 * macs_ratio else "misses"
+            rows.append(f"| {threads} | {label} | {macs_ratio:.2f} | {best['dense']:.0f} | {best['pruned']:.0f} | "
+                        f"{ratio:.2f} | {0.8 * macs_ratio:.2f} ({verdict}) |")
     return [
         "## ResNet-18 at 50% channel sparsity, batch 32",
         "",
-        "Best of 3 interleaved rounds (each the median of 2 calls after a warm-up), in one run.",
+        f"Params {count_params(dense) / 1e6:.2f} M → {count_params(model) / 1e6:.2f} M. Best of 3 interleaved "
+        "rounds (each the median of 2 calls after a warm-up), all in one run.",
         "",
-        "| threads | params dense → pruned | MACs ratio (dense/pruned) | latency dense (ms) | latency pruned (ms) | "
+        "| threads | model form | MACs ratio (dense/pruned) | latency dense (ms) | latency pruned (ms) | "
         "latency ratio | target 0.8 × MACs ratio |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"max |masked − shrunk| on the dummy input: {speedup.report.max_abs_diff:.2e}.",
+        f"max |masked − shrunk| on the dummy input: {speedup.report.max_abs_diff:.2e}. BatchNorm, ReLU, "
+        "residual adds and pooling are memory-bound and shrink 2x (channels) where convolutions shrink 4x "
+        "(in x out channels), so latency trails the MACs ratio by a little (see the results file for "
+        "the spread across runs).",
     ]
 
 
