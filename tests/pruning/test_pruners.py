@@ -136,3 +136,15 @@ def test_bad_importance_and_mode_are_clear_errors():
         L1NormPruner(LeNet(), [{"op_types": ["Conv2d"], "sparse_ratio": 0.5}], importance="l3")
     with pytest.raises(ConfigError, match="invalid mode 'fast'"):
         L1NormPruner(LeNet(), [{"op_types": ["Conv2d"], "sparse_ratio": 0.5}], mode="fast")
+
+
+def test_transformers_conv1d_prunes_output_features():
+    pytest.importorskip("transformers")
+    from transformers.pytorch_utils import Conv1D
+
+    layer = Conv1D(nf=6, nx=4)  # weight is stored [in=4, out=6]
+    _, masks = L1NormPruner(torch.nn.Sequential(layer), [{"op_types": ["Conv1D"], "sparse_ratio": 0.5}]).compress()
+    weight_mask = masks["0"]["weight"]
+    assert weight_mask.shape == (4, 6)
+    assert torch.all(weight_mask.sum(0) % 4 == 0) and weight_mask.sum() == 12  # whole output columns
+    assert torch.equal(masks["0"]["bias"], weight_mask.amax(0))

@@ -24,8 +24,8 @@ def channel_dim(module: nn.Module, target: str, which: str = "out_channel") -> i
         return 0
     if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
         out_dim = 1  # rows are vocabulary entries, columns the output features
-    elif isinstance(module, _TRANSPOSED):
-        out_dim = 1
+    elif isinstance(module, _TRANSPOSED) or type(module).__name__ == "Conv1D":
+        out_dim = 1  # transposed convs and transformers' Conv1D (GPT-2) store [in, out, ...]
     else:
         out_dim = 0
     return out_dim if which == "out_channel" else 1 - out_dim
