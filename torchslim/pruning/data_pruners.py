@@ -22,7 +22,7 @@ from torchslim.errors import ConfigError
 from torchslim.evaluator import Evaluator, Handle, as_evaluator
 from torchslim.pruning.base import CompressResult, Masks, Pruner
 from torchslim.pruning.data_importance import ActivationCollector, Collector, collector_of, targets_of
-from torchslim.pruning.progress import TargetRatios, cubic
+from torchslim.pruning.progress import TargetRatios, cubic, train_hooked
 
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
@@ -265,13 +265,7 @@ class MovementPruner(DataPruner):
         """Fine-tune through the evaluator, pruning as scores are learned."""
         if max_steps is None and max_epochs is None:
             max_steps = self.cooldown_begin_step
-        self.start()
-        try:
-            self.evaluator.train(max_steps=max_steps, max_epochs=max_epochs)
-        except BaseException:
-            self._unhook()
-            raise
-        self.finish()
+        train_hooked(self, max_steps, max_epochs)
         return CompressResult(self.model, self.get_masks())
 
     def start(self) -> None:

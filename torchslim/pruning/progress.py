@@ -52,3 +52,17 @@ def lottery_ratio(final: float, step: int, total: int) -> float:
 
 def is_due(step: int, interval: int) -> bool:
     return interval > 0 and step > 0 and step % interval == 0
+
+
+def train_hooked(compressor: Any, max_steps: int | None, max_epochs: int | None) -> None:
+    """``start()`` a step-driven compressor, train through its evaluator, then ``finish()``.
+
+    If training raises, the compressor is unhooked (without pruning to the final sparsity).
+    """
+    compressor.start()
+    try:
+        compressor.evaluator.train(max_steps=max_steps, max_epochs=max_epochs)
+    except BaseException:
+        compressor._unhook()
+        raise
+    compressor.finish()

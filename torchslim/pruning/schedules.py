@@ -32,7 +32,7 @@ from torchslim.errors import ConfigError
 from torchslim.evaluator import as_evaluator
 from torchslim.pruning.base import CompressResult, Masks, Pruner
 from torchslim.pruning.data_pruners import DataPruner
-from torchslim.pruning.progress import TargetRatios, cubic, is_due, linear, lottery_ratio
+from torchslim.pruning.progress import TargetRatios, cubic, is_due, linear, lottery_ratio, train_hooked
 
 # v2's pruning_algorithm names -> pruner class path (module, class)
 _ALGORITHMS = {
@@ -129,13 +129,7 @@ class ScheduledPruner:
             raise ValueError(f"{type(self).__name__}.compress(max_steps, max_epochs) needs an evaluator")
         if max_steps is None and max_epochs is None:
             max_steps = self.interval_steps * self.total_times
-        self.start()
-        try:
-            self.evaluator.train(max_steps=max_steps, max_epochs=max_epochs)
-        except BaseException:
-            self._unhook()
-            raise
-        self.finish()
+        train_hooked(self, max_steps, max_epochs)
         return CompressResult(self.model, self.get_masks())
 
     def start(self) -> None:
