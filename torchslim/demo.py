@@ -18,7 +18,9 @@ from torch.utils.data import Subset
 from torchslim.datasets import load_mnist
 from torchslim.models import LeNet, LeNet5
 from torchslim.pruning import L1NormPruner
-from torchslim.report import Row, layer_sparsity, measure_row, plot_layer_sparsity, print_table, save_rows
+from torchslim.report import (
+    Row, layer_removed, layer_sizes, layer_sparsity, measure_row, plot_layer_sparsity, print_table, save_rows,
+)
 from torchslim.utils.training import evaluate_accuracy, train_epochs
 
 MODELS: dict[str, Callable[[], nn.Module]] = {"lenet": LeNet, "lenet5": LeNet5}
@@ -86,6 +88,8 @@ def run_demo(
     pruner.unwrap_model()
 
     shrunk = _speedup_stage(model, masks, example, test, rows)
+    if shrunk is not None:  # speedup also removes the inputs that pruned channels fed
+        sparsity_plot["speedup (removed)"] = layer_removed(shrunk, layer_sizes(model))
     _quantize_stage(shrunk if shrunk is not None else model, train, test, example, rows, out, progress)
 
     print_table(rows, title=f"torchslim demo: {type(model).__name__} on embedded MNIST")

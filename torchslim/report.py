@@ -24,6 +24,7 @@ class Row:
     latency_ms: float
     size_kb: float
     note: str = ""
+    batch_latency_ms: float | None = None  # at BATCH_SIZE: where pruning's throughput gain shows
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -39,8 +40,12 @@ def measure_row(
     params: int | None = None,
     nonzero: int | None = None,
 ) -> Row:
-    """Measure a model (or an int8 deployment, passing sizes explicitly) into a :class:`Row`."""
+    """Measure a model (or an int8 deployment, passing sizes explicitly) into a :class:`Row`.
+
+    Latency is taken at ``example``'s batch size and at :data:`BATCH_SIZE` (``example`` repeated).
+    """
     is_module = isinstance(model, nn.Module)
+    batch = example.repeat(BATCH_SIZE, *([1] * (example.dim() - 1)))
     return Row(
         stage=stage,
         params=params if params is not None else count_params(model),
@@ -50,16 +55,20 @@ def measure_row(
         latency_ms=measure_latency(model if is_module else (lambda: model(example)), example),
         size_kb=(size_bytes if size_bytes is not None else state_dict_bytes(model)) / 1024,
         note=note,
+        batch_latency_ms=measure_latency(model if is_module else (lambda: model(batch)), batch, repeats=12),
     )
 
 
-_COLUMNS = ("stage", "params", "non-zero", "MACs", "accuracy %", "latency ms", "size KB", "note")
+BATCH_SIZE = 64
+_COLUMNS = ("stage", "params", "non-zero", "MACs", "accuracy %", "latency ms", f"ms / batch of {BATCH_SIZE}", "size KB",
+            "note")
 
 
 def _cells(row: Row) -> list[str]:
     return [
         row.stage, f"{row.params:,}", f"{row.nonzero_params:,}", _si(row.macs), f"{row.accuracy:.2f}",
-        f"{row.latency_ms:.3f}", f"{row.size_kb:.1f}", row.note,
+        f"{row.latency_ms:.3f}", "" if row.batch_latency_ms is None else f"{row.batch_latency_ms:.2f}",
+        f"{row.size_kb:.1f}", row.note,
     ]
 
 
@@ -122,7 +131,7 @@ def plot_layer_sparsity(per_stage: dict[str, dict[str, float]], path: Path, titl
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks([j + width * (len(per_stage) - 1) / 2 for j in range(len(layers))], layers)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("sparsity (share of zero weights)")
+    ax.set_ylabel("share of weights zero / removed")
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
@@ -133,8 +142,19 @@ def plot_layer_sparsity(per_stage: dict[str, dict[str, float]], path: Path, titl
 
 
 def layer_sparsity(model: nn.Module, types: tuple[type, ...] = (nn.Conv2d, nn.Linear)) -> dict[str, float]:
+    """Share of zero weights per layer."""
     return {
         name: 1.0 - float(torch.count_nonzero(m.weight)) / m.weight.numel()
         for name, m in model.named_modules()
         if isinstance(m, types)
     }
+
+
+def layer_removed(model: nn.Module, original_sizes: dict[str, int]) -> dict[str, float]:
+    """Share of each layer's original weights that a (sped-up) model no longer has."""
+    modules = dict(model.named_modules())
+    return {name: 1.0 - modules[name].weight.numel() / size for name, size in original_sizes.items() if name in modules}
+
+
+def layer_sizes(model: nn.Module, types: tuple[type, ...] = (nn.Conv2d, nn.Linear)) -> dict[str, int]:
+    return {name: m.weight.numel() for name, m in model.named_modules() if isinstance(m, types)}
