@@ -22,6 +22,7 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from torchslim.utils.inputs import as_args
 
 
 @dataclass
@@ -89,10 +90,6 @@ def _make_call(inner: nn.Module, args: tuple, kwargs: dict) -> tuple[nn.Module, 
     return cls(inner, args, kwargs), tensors
 
 
-def _as_args(dummy_input: Any) -> tuple:
-    return tuple(dummy_input) if isinstance(dummy_input, (list, tuple)) else (dummy_input,)
-
-
 def capture_inputs(model: nn.Module, dummy_input: Any) -> dict[nn.Module, tuple[tuple, dict]]:
     """Arguments of each module's first call during one forward pass on ``dummy_input``."""
     seen: dict[nn.Module, tuple[tuple, dict]] = {}
@@ -117,7 +114,7 @@ def capture_inputs(model: nn.Module, dummy_input: Any) -> dict[nn.Module, tuple[
 def _call(model: nn.Module, dummy_input: Any) -> Any:
     if isinstance(dummy_input, dict):
         return model(**dummy_input)
-    return model(*_as_args(dummy_input))
+    return model(*as_args(dummy_input))
 
 
 def trace_model(
@@ -142,7 +139,7 @@ def trace_model(
         prefix, module = todo.pop(0)
         children = [(f"{prefix}.{n}" if prefix else n, c) for n, c in module.named_children()]
         if module is model and not isinstance(dummy_input, dict):
-            root, args = module, _as_args(dummy_input)
+            root, args = module, as_args(dummy_input)
         else:
             if captured is None:
                 captured = capture_inputs(model, dummy_input)

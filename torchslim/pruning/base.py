@@ -14,10 +14,11 @@ from torch import nn
 
 from torchslim.config import resolve_config
 from torchslim.config.schema import Validator
-from torchslim.masking import MaskKeeper, attach_masks, detach_masks, get_masks as module_masks, masked_targets
+from torchslim.masking import MaskKeeper, attach_masks, get_masks as module_masks, masked_targets, strip_masks
 from torchslim.pruning.allocation import Candidate, allocate
 from torchslim.pruning.granularity import block_sizes, channel_dim, expand_mask, is_structured
 from torchslim.pruning.importance import ScoreContext, Scorer, get_importance
+from torchslim.utils.inputs import example_input
 
 Masks = dict[str, dict[str, torch.Tensor]]
 
@@ -167,9 +168,7 @@ class Pruner:
 
     def unwrap_model(self) -> nn.Module:
         """Fold masks into the weights and remove every hook: a plain model remains."""
-        for module in self._modules.values():
-            if masked_targets(module):
-                detach_masks(module, fold=True)
+        strip_masks(self.model)
         if self._keeper is not None:
             self._keeper.close()
             self._keeper = None
@@ -185,20 +184,14 @@ class Pruner:
         dummy_input: Any = None,
     ) -> None:
         """Save weights (masks folded in), masks and optionally an ONNX graph."""
-        plain = copy.deepcopy(self.model)
-        for module in plain.modules():
-            if masked_targets(module):
-                detach_masks(module, fold=True)
+        plain = strip_masks(copy.deepcopy(self.model))
         torch.save(plain.state_dict(), model_path)
         if mask_path is not None:
             torch.save(self.get_masks(), mask_path)
         if onnx_path is not None:
-            if dummy_input is None:
-                if input_shape is None:
-                    raise ValueError("export_model(onnx_path=...) needs input_shape or dummy_input")
-                dummy_input = torch.randn(*input_shape, device=device)
             from torchslim.utils.onnx_export import export_onnx
 
+            dummy_input = example_input(dummy_input, input_shape, device)
             export_onnx(plain.to(device) if device else plain, dummy_input, onnx_path)
 
     def sparsity_report(self) -> list[dict[str, Any]]:

@@ -261,14 +261,10 @@ class Quantizer:
         if onnx_path is not None:
             from torchslim.quantization.int8.onnx_qdq import export_qdq_onnx
 
-            if dummy_input is None:
-                dummy_input = self.dummy_input
-            if dummy_input is None:
-                if input_shape is None:
-                    raise ValueError("export_model(onnx_path=...) needs input_shape or dummy_input")
-                dummy_input = torch.randn(*input_shape)
-            if device is not None:
-                dummy_input = dummy_input.to(device)
+            from torchslim.utils.inputs import example_input
+
+            dummy_input = example_input(dummy_input if dummy_input is not None else self.dummy_input, input_shape,
+                                        device)
             export_qdq_onnx(self.model, calibration, dummy_input, onnx_path)
         return calibration
 

@@ -9,6 +9,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from torchslim.utils.inputs import as_args
+
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -16,10 +18,6 @@ def count_params(model: nn.Module) -> int:
 
 def count_nonzero_params(model: nn.Module) -> int:
     return sum(int(torch.count_nonzero(p)) for p in model.parameters())
-
-
-def _as_args(dummy_input: Any) -> tuple:
-    return tuple(dummy_input) if isinstance(dummy_input, (list, tuple)) else (dummy_input,)
 
 
 @torch.no_grad()
@@ -31,7 +29,7 @@ def count_macs(model: nn.Module, dummy_input: Any) -> int:
     model.eval()
     try:
         with FlopCounterMode(display=False) as counter:
-            model(*_as_args(dummy_input))
+            model(*as_args(dummy_input))
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
@@ -52,7 +50,7 @@ def measure_latency(
     processes share the CPU, and still a typical (not a lucky single) call.
     """
     if isinstance(fn, nn.Module):
-        model, args = fn.eval(), _as_args(dummy_input)
+        model, args = fn.eval(), as_args(dummy_input)
 
         def fn() -> Any:  # noqa: F811 - wraps the module call
             return model(*args)
