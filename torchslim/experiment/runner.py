@@ -13,11 +13,13 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
+from torchslim.errors import ConfigError
 from torchslim.experiment import store as st
 from torchslim.experiment.assessor import create_assessor
+from torchslim.experiment.lock import ExperimentLocked, ManagerLock
+from torchslim.experiment.procgroup import experiment_groups, terminate_groups
 from torchslim.experiment.config import ExperimentConfig
 from torchslim.experiment.searchspace import SearchSpace
 from torchslim.experiment.services.base import WAKEUP, Service, TrialEvent, TrialSpec
@@ -28,6 +30,10 @@ Listener = Callable[[str, "Runner", int | None], None]
 # how long a stop waits for killed trials to exit before giving up on them
 _STOP_WAIT_S = 10.0
 _REQUEUE = "REQUEUE"  # forced outcome: the trial goes back to WAITING (stop, deadline)
+# how often the elapsed time is written while running (what a crash can lose of it)
+_CHECKPOINT_S = 1.0
+# grace for leftovers of a crashed manager (SIGTERM, then SIGKILL)
+LEFTOVER_GRACE_S = 3.0
 
 
 def trial_id_for(sequence: int) -> str:
@@ -49,6 +55,7 @@ class _Active:
     history: list[float] = field(default_factory=list)
     final: Any = None
     forced: tuple[str, str] | None = None  # (status, error) decided by the runner
+    invalid: str | None = None  # the trial sent a malformed message: it fails, whatever else
 
 
 class Runner:
@@ -74,6 +81,8 @@ class Runner:
         self.best: tuple[float, int] | None = None  # (value, sequence)
         self.started = time.monotonic()
         self.elapsed_before = 0.0
+        self.checkpointed = 0.0
+        self.lock = ManagerLock(store.folder)
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
@@ -91,12 +100,28 @@ class Runner:
         return self.elapsed_before + time.monotonic() - self.started
 
     def run(self) -> str:
-        """Run to the end; returns the final experiment status."""
+        """Run to the end; returns the final experiment status.
+
+        Holds the experiment's manager lock throughout: a second manager (another
+        ``resume``, another process) is refused with :class:`ConfigError`.
+        """
+        try:
+            self.lock.acquire()
+        except ExperimentLocked:
+            raise ConfigError(f"experiment {self.experiment_id!r} is running in another process "
+                              f"(it holds {self.lock.path}); stop it first") from None
+        try:
+            return self._run_locked()
+        finally:
+            self.lock.release()
+
+    def _run_locked(self) -> str:
         info = self.store.experiment()
         self.elapsed_before = float(info.get("elapsed") or 0.0)
         self.started = time.monotonic()
-        self.store.update_experiment(status="RUNNING", pid=os.getpid(), started=time.time(),
-                                     ended=None, message=None)
+        now = time.time()
+        self.store.update_experiment(status="RUNNING", pid=os.getpid(), started=now,
+                                     heartbeat=now, ended=None, message=None)
         self.service.set_wakeup_fd(self._wake_r)
         restore = self._install_signals()
         status, message = "ERROR", "crashed"
@@ -112,8 +137,9 @@ class Runner:
             self._cancel_running()
             restore()
             self.service.close()
-            self.store.update_experiment(status=status, message=message, pid=None,
-                                         ended=time.time(), elapsed=self.elapsed())
+            now = time.time()
+            self.store.update_experiment(status=status, message=message, pid=None, ended=now,
+                                         heartbeat=now, elapsed=self.elapsed())
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._emit("end")
@@ -138,19 +164,23 @@ class Runner:
         return restore
 
     def _restore(self) -> None:
-        """Teach the tuner and assessor what earlier runs found; re-queue unfinished trials."""
+        """Teach the tuner and assessor what earlier runs found; re-queue unfinished trials.
+
+        Trials a crashed manager left running are ended first, by process group (found by
+        the experiment id in their environment; we hold the lock, so nobody else owns them).
+        """
+        terminate_groups(experiment_groups(self.experiment_id), LEFTOVER_GRACE_S)
+        history = []
         for rec in self.store.trials(statuses=st.FINISHED_STATUSES):
-            self.tuner.observe(rec.sequence, rec.raw)
-            self.tuner.receive(rec.sequence, self._feedback(rec.status, rec.metric,
-                                                            rec.intermediate))
+            value = self._feedback(rec.status, rec.metric, rec.intermediate)
+            history.append((rec.sequence, rec.raw, value, True))
             if self.assessor:
                 self.assessor.trial_end(rec.intermediate, rec.status == st.SUCCEEDED)
             self._count(rec.status, rec.sequence, rec.value)
-        _kill_leftovers(self.store.trials(statuses=(st.RUNNING,), with_intermediate=False),
-                        self.experiment_id)
         for rec in self.store.requeue_unfinished():
-            self.tuner.observe(rec.sequence, rec.raw)
+            history.append((rec.sequence, rec.raw, None, False))
             self.queue.append(rec)
+        self.tuner.restore(sorted(history, key=lambda item: item[0]))
         self.count = self.store.count()
 
     # ---- loop -------------------------------------------------------------------------
@@ -169,12 +199,22 @@ class Runner:
             for event in self.service.wait(self._next_timeout()):
                 self._handle(event)
             self._check_timeouts()
+            self._checkpoint()
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Persist the elapsed time (so maxExperimentDuration survives a crash)."""
+        now = time.monotonic()
+        if force or now - self.checkpointed >= _CHECKPOINT_S:
+            self.checkpointed = now
+            self.store.update_experiment(elapsed=self.elapsed(), heartbeat=time.time())
 
     def _next_timeout(self) -> float | None:
         now = time.monotonic()
         deadlines = [a.deadline for a in self.running.values() if a.deadline and not a.forced]
         if self.config.max_experiment_duration:
             deadlines.append(now + self.config.max_experiment_duration - self.elapsed())
+        if self.running:
+            deadlines.append(self.checkpointed + _CHECKPOINT_S)
         return max(min(deadlines) - now, 0.0) if deadlines else None
 
     def _budget_left(self) -> bool:
@@ -229,7 +269,15 @@ class Runner:
         active = self.running.get(event.sequence)
         if event.sequence == WAKEUP or active is None:
             return
-        if event.kind == "intermediate":
+        try:
+            self._apply(active, event)
+        except (TypeError, ValueError) as exc:  # whatever a trial sends, it fails alone
+            self._refuse(active, f"invalid {event.kind} message from the trial: {exc}")
+
+    def _apply(self, active: _Active, event: TrialEvent) -> None:
+        if event.kind == "invalid":
+            self._refuse(active, event.error or "invalid message")
+        elif event.kind == "intermediate":
             active.history.append(metric_value(event.value))
             self.store.add_intermediate(event.sequence, len(active.history) - 1, event.value)
             self._emit("intermediate", event.sequence)
@@ -242,14 +290,23 @@ class Runner:
         elif event.kind == "exit":
             self._finish(active, event)
 
+    def _refuse(self, active: _Active, reason: str) -> None:
+        """The trial sent something invalid: it fails with the reason and is ended."""
+        if active.invalid is None:
+            active.invalid = reason
+            self.service.kill(active.spec.sequence)
+
     def _finish(self, active: _Active, event: TrialEvent) -> None:
         seq = active.spec.sequence
         del self.running[seq]
-        if active.forced and active.forced[0] == _REQUEUE:
+        if active.forced and active.forced[0] == _REQUEUE and active.invalid is None:
             self.store.requeue_unfinished()  # only this one can be RUNNING now
             return
         ok = event.value == 0 and event.error is None
-        if active.forced and not (ok and active.final is not None):
+        if active.invalid is not None:
+            status, error = st.FAILED, active.invalid
+            active.final = None
+        elif active.forced and not (ok and active.final is not None):
             status, error = active.forced
         else:
             status, error = (st.SUCCEEDED if ok else st.FAILED), event.error
@@ -305,21 +362,3 @@ class Runner:
     def _emit(self, kind: str, seq: int | None = None) -> None:
         if self.listener is not None:
             self.listener(kind, self, seq)
-
-
-def _kill_leftovers(records: list[st.TrialRecord], experiment_id: str) -> None:
-    """Kill trial processes a crashed runner left behind (only if they are really ours)."""
-    for rec in records:
-        if not rec.pid:
-            continue
-        try:
-            environ = Path(f"/proc/{rec.pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        mine = {f"TORCHSLIM_TRIAL_ID={rec.trial_id}".encode(),
-                f"TORCHSLIM_EXPERIMENT_ID={experiment_id}".encode()}
-        if mine <= set(environ):
-            try:
-                os.killpg(rec.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass

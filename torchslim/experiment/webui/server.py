@@ -79,10 +79,11 @@ def experiment_summary(store: st.ExperimentStore, with_config: bool = False) -> 
     done = [r for r in records if r.status == st.SUCCEEDED and r.value is not None
             and math.isfinite(r.value)]
     best = (max if mode == "maximize" else min)(done, key=lambda r: r.value) if done else None
-    status = st.effective_status(info)
+    status = st.effective_status(info, store.folder)
     elapsed = float(info.get("elapsed") or 0.0)
-    if status == "RUNNING" and info.get("started"):
-        elapsed += max(0.0, time.time() - info["started"])  # stored only when a run ends
+    since = info.get("heartbeat") or info.get("started")
+    if status == "RUNNING" and since:
+        elapsed += max(0.0, time.time() - since)  # stored at each checkpoint of the run
     summary = {
         "id": info["id"], "name": info["name"], "status": status, "message": info["message"],
         "created": info["created"], "started": info["started"], "ended": info["ended"],
