@@ -205,7 +205,9 @@ def _status(args: argparse.Namespace) -> int:
     best = _best(records, cfg.get("tuner_args", {}).get("optimize_mode", "maximize"))
     status = st.effective_status(info, store.folder)
     if args.json:
-        print(json.dumps({
+        from torchslim.utils.jsonsafe import dumps
+
+        print(dumps({
             "id": info["id"], "name": info["name"], "status": status, "message": info["message"],
             "pid": info["pid"], "maxTrialNumber": cfg.get("max_trial_number"),
             "trials": [r.to_dict() for r in records],
