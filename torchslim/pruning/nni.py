@@ -141,6 +141,7 @@ class V0Pruner:
     """
 
     def __init__(self, cls: type, config_list: Sequence[Mapping[str, Any]], args: tuple, kwargs: dict[str, Any]):
+        translate_config_list(config_list)  # its key warnings now, at the user's line; translated again later
         self._cls, self._config_list, self._args, self._kwargs = cls, config_list, args, kwargs
         self.pruner: Any = None
 
