@@ -48,18 +48,25 @@ def translate_config_list(config_list: Any) -> tuple[Any, dict[str, Any]]:
     """
     if not isinstance(config_list, (list, tuple)) or not all(isinstance(e, Mapping) for e in config_list):
         return config_list, {}
+    from torchslim.config.schema import InvalidValue, ratio
+
     schedule: dict[str, Any] = {}
     out = []
-    for entry in config_list:
-        entry = dict(entry)
+    for index, entry in enumerate(config_list):
+        entry, where = dict(entry), f"config_list[{index}]"
         if "op_name" in entry:
             deprecated("config key 'op_name'", "'op_names': [name]")
             name = entry.pop("op_name")
-            entry.setdefault("op_names", [name] if isinstance(name, str) else name)
+            if not isinstance(name, str):
+                raise InvalidValue(where, "op_name", name, "a module name (a string)", canonical="op_names")
+            entry.setdefault("op_names", [name])
         if "final_sparsity" in entry:
             deprecated("the v0 AGP keys (initial_sparsity, final_sparsity, start_epoch, end_epoch, frequency)",
                        "'sparse_ratio' in config_list and AGPPruner(pruner, interval_steps, total_times)")
-            entry.setdefault("sparsity", entry.pop("final_sparsity"))
+            try:
+                entry.setdefault("sparsity", ratio("sparse_ratio", allow_one=True)(entry.pop("final_sparsity"), where))
+            except InvalidValue as exc:
+                raise exc.as_written("final_sparsity") from None
             for key in V0_SCHEDULE_KEYS:
                 if key in entry:
                     schedule.setdefault(key, entry.pop(key))
