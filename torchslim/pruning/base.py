@@ -19,6 +19,7 @@ from torchslim.pruning.allocation import Candidate, allocate
 from torchslim.pruning.granularity import block_sizes, channel_dim, expand_mask, is_structured
 from torchslim.pruning.importance import ScoreContext, Scorer, get_importance
 from torchslim.utils.inputs import example_input
+from torchslim.utils.legacy import NNIBoundary
 
 Masks = dict[str, dict[str, torch.Tensor]]
 
@@ -51,7 +52,7 @@ class LayerInfo:
         return masks.get("weight", torch.ones_like(self.module.weight))
 
 
-class Pruner:
+class Pruner(NNIBoundary):
     """Base class of all pruners.
 
     Parameters
@@ -64,6 +65,7 @@ class Pruner:
         adds, concat) share channel choices, traced on ``dummy_input``.
     """
 
+    nni_adapter = "torchslim.pruning.nni:pruner_call"  # NNI's call forms are translated there first
     default_importance: str | Scorer = "l1"
     default_granularity: Any = "out_channel"
     # algorithm-specific config keys (name -> validator)
