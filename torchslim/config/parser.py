@@ -8,6 +8,7 @@ from typing import Any, Iterable, Mapping
 from torchslim.config.schema import (
     SELECTOR_KEYS, InvalidValue, Schema, Validator, boolean, get_schema, regex_list, str_list,
 )
+from torchslim.config.checks import check_ranges
 from torchslim.errors import ConfigError
 
 _SELECTOR_VALIDATORS: dict[str, Validator] = {
@@ -57,12 +58,15 @@ def _rename_legacy(raw: Mapping[str, Any], schema: Schema, index: int, where: st
     receives canonical key -> the key as the user wrote it."""
     out: dict[str, Any] = {}
     origin = {} if origin is None else origin
+    implied: set[str] = set()  # keys a legacy key set for the user: an explicit one wins
     for key, value in raw.items():
         if not isinstance(key, str):
             raise ConfigError(f"{where}: keys must be strings, got {key!r}")
         legacy = schema.legacy.get(key)
         canonical = legacy.canonical if legacy else key
-        if canonical in out:
+        if canonical in implied:
+            implied.discard(canonical)
+        elif canonical in out:
             raise ConfigError(
                 f"{where}: keys '{origin[canonical]}' and '{key}' both set '{canonical}' "
                 f"(values {out[canonical]!r} and {value!r}); give only one"
@@ -71,7 +75,10 @@ def _rename_legacy(raw: Mapping[str, Any], schema: Schema, index: int, where: st
         origin[canonical] = key
         if legacy and legacy.implies:
             for implied_key, implied_value in legacy.implies(index).items():
-                out.setdefault(implied_key, implied_value)
+                if implied_key not in out:
+                    out[implied_key] = implied_value
+                    origin[implied_key] = key
+                    implied.add(implied_key)
     return out
 
 
@@ -100,6 +107,7 @@ def parse_entry(raw: Any, index: int, schema: Schema) -> ConfigEntry:
         except InvalidValue as exc:
             raise _as_written(exc, origin) from None
     _check_entry(entry, schema)
+    check_ranges(entry.where, entry.settings, entry.target_settings)
     return entry
 
 

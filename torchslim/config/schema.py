@@ -162,6 +162,39 @@ def granularity(key: str, names: tuple[str, ...] = PRUNING_GRANULARITIES) -> Val
     return check
 
 
+def positive_int(key: str) -> Validator:
+    def check(value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise fail(where, key, value, "a positive integer")
+        return value
+
+    return check
+
+
+_ALIGN_KEYS = ("module_name", "target_name", "dims")
+
+
+def align_spec(key: str) -> Validator:
+    """NNI 3.0's ``align``: {'module_name': str | None, 'target_name': str, 'dims': [int]}."""
+    allowed = ("a dict {'module_name': name or None, 'target_name': tensor name, "
+               "'dims': list of ints}")
+
+    def check(value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict) or set(value) - set(_ALIGN_KEYS):
+            raise fail(where, key, value, allowed)
+        module, target, dims = value.get("module_name"), value.get("target_name"), value.get("dims", [0])
+        if module is not None and not isinstance(module, str):
+            raise fail(where, key, value, allowed)
+        if not isinstance(target, str) or not target:
+            raise fail(where, key, value, allowed)
+        if not isinstance(dims, (list, tuple)) or not all(
+                isinstance(d, int) and not isinstance(d, bool) for d in dims):
+            raise fail(where, key, value, allowed)
+        return {"module_name": module, "target_name": target, "dims": list(dims)}
+
+    return check
+
+
 def anything(key: str) -> Validator:
     return lambda value, where: value
 
@@ -212,9 +245,10 @@ _PRUNING_TARGET_KEYS: dict[str, Validator] = {
     "granularity": granularity("granularity"),
     "global_group_id": group_id("global_group_id"),
     "dependency_group_id": group_id("dependency_group_id"),
-    "internal_metric_block": anything("internal_metric_block"),
-    "align": anything("align"),
-    "apply_method": anything("apply_method"),
+    "internal_metric_block": positive_int("internal_metric_block"),
+    "align": align_spec("align"),
+    # masks are multiplied in (NNI's 'mul'); NNI's 'add' (-inf bias for attention) is not ours
+    "apply_method": one_of("apply_method", ("mul",)),
 }
 
 PRUNING = Schema(

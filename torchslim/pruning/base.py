@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from torchslim.config import resolve_config
+from torchslim.config.checks import check_pruning_targets, no_mask_reason
 from torchslim.config.schema import Validator
+from torchslim.errors import ConfigError
 from torchslim.masking import MaskKeeper, attach_masks, get_masks as module_masks, masked_targets, strip_masks
 from torchslim.pruning.allocation import Candidate, allocate
 from torchslim.pruning.granularity import block_sizes, channel_dim, expand_mask, is_structured
@@ -100,6 +102,7 @@ class Pruner(NNIBoundary):
         self.dummy_input = dummy_input
         self.scorer: Scorer = get_importance(importance or self.default_importance)
         self.settings = resolve_config(model, config_list, "pruning", extra_keys=self.extra_config_keys)
+        check_pruning_targets(self.settings)
         self._modules = dict(model.named_modules())
         self._keeper: MaskKeeper | None = None
 
@@ -142,7 +145,11 @@ class Pruner(NNIBoundary):
     def compress(self) -> CompressResult:
         """Compute masks and attach them; returns ``(model, masks)``."""
         self.update_masks()
-        return CompressResult(self.model, self.get_masks())
+        masks = self.get_masks()
+        if not masks:  # a config that prunes nothing is a mistake, not a result
+            raise ConfigError(f"{type(self).__name__}.compress() produced no mask: "
+                              f"{no_mask_reason(self.settings)}")
+        return CompressResult(self.model, masks)
 
     def update_masks(self) -> Masks:
         """One pruning step at the current settings (schedules call this repeatedly)."""
