@@ -162,6 +162,17 @@ def granularity(key: str, names: tuple[str, ...] = PRUNING_GRANULARITIES) -> Val
     return check
 
 
+def non_empty_str_list(key: str) -> Validator:
+    as_list = str_list(key)
+
+    def check(value: Any, where: str) -> list[str]:
+        if not as_list(value, where):
+            raise fail(where, key, value, "a non-empty list of strings")
+        return list(value)
+
+    return check
+
+
 def positive_int(key: str) -> Validator:
     def check(value: Any, where: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -256,7 +267,7 @@ PRUNING = Schema(
     settings={
         **_PRUNING_TARGET_KEYS,
         "max_sparse_ratio": ratio_or_per_name("max_sparse_ratio"),
-        "target_names": str_list("target_names"),
+        "target_names": non_empty_str_list("target_names"),
         "target_settings": anything("target_settings"),  # checked per target by the parser
     },
     target_keys=_PRUNING_TARGET_KEYS,
