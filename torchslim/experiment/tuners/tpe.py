@@ -40,9 +40,12 @@ class OptunaTuner(Tuner):
         super().__init__(search_space, optimize_mode, seed)
         self.optuna = require("optuna", "experiment", self.feature)
         self.optuna.logging.set_verbosity(self.optuna.logging.WARNING)
-        self.study = self.optuna.create_study(
-            direction="minimize", sampler=self._sampler())  # we always pass the loss
+        self.study = self._study()
         self.trials: dict[int, Any] = {}
+
+    def _study(self) -> Any:
+        return self.optuna.create_study(direction="minimize",  # we always pass the loss
+                                        sampler=self._sampler())
 
     def _sampler(self) -> Any:
         return self.optuna.samplers.RandomSampler(seed=self.seed)
