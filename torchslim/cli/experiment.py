@@ -53,7 +53,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     view.add_argument("--port", type=int, default=8080, help="port (0: any free one)")
     view.add_argument("--host", default="127.0.0.1", help="address to bind")
 
-    parser.set_defaults(func=_dispatch, _parser=parser)
+    from torchslim.cli.experiment_control import add_parsers
+
+    parser.set_defaults(func=_dispatch, _parser=parser, _control=add_parsers(sub))
     return parser
 
 
@@ -71,7 +73,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         args._parser.print_help()
         return 2
     handler = {"create": _create, "resume": _resume, "list": _list, "status": _status,
-               "stop": _stop, "export": _export, "view": _view}[args.action]
+               "stop": _stop, "export": _export, "view": _view, **args._control}[args.action]
     try:
         return handler(args)
     except TorchSlimError as exc:
@@ -268,7 +270,8 @@ def _export(args: argparse.Namespace) -> int:
     from torchslim.experiment.export import export_trials
 
     with _open_readonly(args) as store:
-        text = export_trials(store.trials(), args.format)
+        text = export_trials(store.trials(), args.format,
+                             store.experiment()["config"].get("objectives"))
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}")

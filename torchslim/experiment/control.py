@@ -186,10 +186,13 @@ def apply_offline(store: st.ExperimentStore, command: Command) -> Any:
             return transaction(store, command, lambda c: {
                 "trial_id": trial_id, "was": cancel_trial_sql(c, trial_id, "killed by user")})
         if command.kind == "import":
-            from torchslim.experiment.importdata import import_records_sql
+            from torchslim.experiment import importdata as imp
 
-            records = command.args["records"]
-            return transaction(store, command, lambda c: import_records_sql(c, records))
+            config = store.experiment()["config"]
+            records = [{**r, "value": imp.with_default(r["value"], config.get("objectives"))}
+                       for r in imp.parse_records(command.args.get("records"),
+                                                  imp.space_for_stored(config))]
+            return transaction(store, command, lambda c: imp.import_records_sql(c, records))
     except ConfigError as exc:
         reject(store, command, str(exc))
         raise

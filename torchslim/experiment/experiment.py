@@ -226,11 +226,10 @@ class Experiment:
     def import_data(self, records: list[dict[str, Any]]) -> list[str]:
         """Add finished trials (NNI's import-data records); returns their ids."""
         from torchslim.experiment import control
-        from torchslim.experiment.importdata import parse_records
-        from torchslim.experiment.tuners import tuner_space
+        from torchslim.experiment.importdata import parse_records, space_for_stored
 
         self._folder()
-        parse_records(records, tuner_space(self.config.tuner, self.config.search_space))
+        parse_records(records, space_for_stored(self.config.to_dict()))
         return control.send(self.folder, "import", {"records": records}).result["imported"]
 
     def _folder(self) -> Path:

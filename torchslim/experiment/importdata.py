@@ -81,7 +81,7 @@ def parse_records(data: Any, space: SearchSpace, source: str = "import data") ->
         raise ConfigError(f"{source} must be a JSON list of {{'parameter': ..., 'value': ...}}")
     out = []
     for i, item in enumerate(data):
-        where = f"{source}[{i}]"
+        where = f"{source}: [{i}]"
         if not isinstance(item, Mapping) or "parameter" not in item or "value" not in item:
             raise ConfigError(f"{where} needs the keys 'parameter' and 'value'")
         value = item["value"]
@@ -100,6 +100,24 @@ def parse_records(data: Any, space: SearchSpace, source: str = "import data") ->
     return out
 
 
+def space_for_stored(config: Mapping[str, Any]) -> SearchSpace:
+    """The search space tuners walk, from a stored config dict."""
+    from torchslim.experiment.tuners import tuner_space
+
+    if config.get("tuner_class_name"):
+        return SearchSpace.parse(config["search_space"])
+    return tuner_space(config["tuner"], config["search_space"])
+
+
+def with_default(metric: Any, objectives: Sequence[Mapping[str, str]] | None) -> Any:
+    """A metric dict with 'default' set from the first objective (when it lacks one)."""
+    if objectives and isinstance(metric, Mapping) and "default" not in metric:
+        name = objectives[0]["name"]
+        if name in metric:
+            return {**metric, "default": metric[name]}
+    return metric
+
+
 def load_import_file(path: str | Path, space: SearchSpace) -> list[dict[str, Any]]:
     p = Path(path)
     try:
@@ -111,15 +129,13 @@ def load_import_file(path: str | Path, space: SearchSpace) -> list[dict[str, Any
     return parse_records(data, space, f"import file {str(p)!r}")
 
 
-def import_records_sql(conn: sqlite3.Connection, records: Sequence[Mapping[str, Any]],
-                       primary: Any = None) -> dict[str, Any]:
-    """Insert records as SUCCEEDED trials after the last one; returns their ids.
+def import_records_sql(conn: sqlite3.Connection, records: Sequence[Mapping[str, Any]]
+                       ) -> dict[str, Any]:
+    """Insert checked records (see :func:`parse_records`; values already carrying their
+    'default') as SUCCEEDED trials after the last one; returns their ids."""
+    from torchslim.experiment.runner import metric_value as primary
+    from torchslim.experiment.runner import trial_id_for
 
-    ``primary(value) -> float | None`` picks the number stored as the final value.
-    """
-    from torchslim.experiment.runner import metric_value, trial_id_for
-
-    primary = primary or metric_value
     seq = conn.execute("SELECT COALESCE(MAX(sequence) + 1, 0) FROM trials").fetchone()[0]
     now = time.time()
     ids = []

@@ -68,10 +68,11 @@ def _kill(runner: "Runner", command: ctl.Command, trial_id: str) -> None:
 
 
 def _import(runner: "Runner", command: ctl.Command) -> Any:
-    from torchslim.experiment.importdata import import_records_sql, parse_records
+    from torchslim.experiment.importdata import import_records_sql, parse_records, with_default
 
     records = parse_records(command.args.get("records"), runner.space)
-    normalised = [{**r, "value": runner.normalise_metric(r["value"])} for r in records]
+    normalised = [{**r, "value": with_default(r["value"], runner.config.objectives)}
+                  for r in records]
     result = ctl.transaction(runner.store, command,
                              lambda c: import_records_sql(c, normalised))
     for trial_id, rec in zip(result["imported"], normalised):

@@ -294,12 +294,9 @@ class Runner:
 
     def normalise_metric(self, metric: Any) -> Any:
         """A reported metric with its 'default' entry set from the first objective."""
-        objectives = self.config.objectives
-        if objectives and isinstance(metric, dict) and "default" not in metric:
-            name = objectives[0]["name"]
-            if name in metric:
-                return {**metric, "default": metric[name]}
-        return metric
+        from torchslim.experiment.importdata import with_default
+
+        return with_default(metric, self.config.objectives)
 
     def note_result(self, status: str, seq: int, metric: Any) -> None:
         """Count a finished trial (public for the live-control module)."""
