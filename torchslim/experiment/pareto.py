@@ -21,7 +21,7 @@ def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str])
 def pareto_front(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
     """Indices of the non-dominated points (``directions``: 'maximize'/'minimize' per value).
 
-    >>> pareto_front([(1, 5), (2, 4), (0, 6), (1, 4)], ['maximize', 'minimize'])
+    >>> pareto_front([(1, 5), (2, 4), (3, 6), (1, 4)], ['maximize', 'minimize'])
     [1, 2]
     """
     if any(d not in ("maximize", "minimize") for d in directions):
