@@ -127,3 +127,10 @@ def test_store_consistent_after_kill_9_during_update(exp_dir, code_dir, tmp_path
         assert control.get(store, command_id).status == "DONE"
         assert store.experiment()["config"]["max_trial_number"] == 4
         assert store.status_counts() == {"SUCCEEDED": 4}
+
+
+def test_create_foreground_with_web_prints_the_control_link(exp_dir, code_dir, tmp_path):
+    config = write_config(tmp_path, code_dir, sleep=0, max_trials=2)
+    out = cli("create", "--config", str(config), "--foreground", "--web", "--port", "0",
+              "--progress", "plain").stdout
+    assert "web UI at http://127.0.0.1:" in out and "?token=" in out and "DONE; best" in out

@@ -64,6 +64,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="run in this terminal with a live view (default: in the background)")
     p.add_argument("--progress", default="auto", choices=("auto", "rich", "plain"),
                    help="progress display with --foreground (auto: rich on a terminal)")
+    p.add_argument("--web", action="store_true",
+                   help="also serve the web UI (prints its control token); Ctrl-C ends the UI")
+    p.add_argument("--port", type=int, default=8080, help="web UI port with --web (0: any)")
+    p.add_argument("--host", default="127.0.0.1", help="web UI address with --web")
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -110,6 +114,10 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _start(exp: Any, args: argparse.Namespace) -> int:
+    if args.web:
+        from torchslim.cli.experiment_control import start_with_web
+
+        return start_with_web(exp, args, _spawn, _print_best)
     if args.foreground:
         exp.run(progress=args.progress)
         _print_best(exp)

@@ -137,6 +137,37 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_with_web(exp: Any, args: argparse.Namespace, spawn: Callable[[Any], int],
+                   print_best: Callable[[Any], None]) -> int:
+    """``create/resume --web``: the experiment plus its web UI (with the control token).
+
+    In the background (default) the UI serves here until Ctrl-C, which ends only the UI;
+    with ``--foreground`` the UI serves from a thread while the experiment runs here.
+    """
+    import threading
+
+    from torchslim.experiment.webui.server import make_server, serve
+
+    if not args.foreground:
+        code = spawn(exp)
+        if code == 0:
+            serve(exp.id, exp.folder.parent, host=args.host, port=args.port)
+        return code
+    server = make_server(args.host, args.port, exp.folder.parent, exp.id)
+    token = server.tokens.token(exp.id)
+    print(f"web UI at {server.url}/experiments/{exp.id}?token={token} (token {token})", flush=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              daemon=True)
+    thread.start()
+    try:
+        exp.run(progress=args.progress)
+    finally:
+        server.shutdown()
+        server.server_close()
+    print_best(exp)
+    return 0 if exp.status in ("DONE", "STOPPED") else 1
+
+
 def _delete(args: argparse.Namespace) -> int:
     import shutil
 
