@@ -89,19 +89,36 @@ function colorScale(lo, hi, mode) {
   };
 }
 
+// nested choices ({"prune_method": {"_name": "l1", "sparsity": 0.5}}) -> "prune_method._name"...
+function flat(params, prefix = "", out = {}) {
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v && typeof v === "object" && !Array.isArray(v)) flat(v, prefix + k + ".", out);
+    else out[prefix + k] = v;
+  }
+  return out;
+}
+
 // parallel coordinates: one axis per parameter, then the result; a line per trial
 function parallelCoordinates(trials, exp) {
-  const done = trials.filter(t => numeric(t.finalValue));
+  const done = trials.filter(t => numeric(t.finalValue)).map(t => ({...t, flat: flat(t.parameter)}));
   if (done.length < 2) return h("div", {class: "empty"}, "the hyper-parameter view needs two results");
   const keys = [];
-  for (const t of done) for (const [k, v] of Object.entries(t.parameter || {}))
+  for (const t of done) for (const [k, v] of Object.entries(t.flat))
     if (!keys.includes(k) && (numeric(v) || typeof v === "string" || typeof v === "boolean")) keys.push(k);
-  const axes = keys.map(k => {
-    const vals = done.map(t => t.parameter[k]).filter(v => v != null);
-    if (vals.every(numeric)) { const [lo, hi] = extent(vals); return {k, lo, hi, pos: v => (hi > lo ? (v - lo) / (hi - lo) : 0.5)}; }
+  const axes = keys.map(k => ({key: k, ...axis(k)}));
+  function axis(k) {
+    const vals = done.map(t => t.flat[k]).filter(v => v != null);
+    if (vals.every(numeric)) {
+      const [lo, hi] = extent(vals);
+      if (lo > 0 && hi / lo >= 100) {  // a log-scaled parameter (lr...): a log axis
+        const a = Math.log(lo), b = Math.log(hi);
+        return {k: k + " (log)", lo, hi, pos: v => (Math.log(v) - a) / (b - a)};
+      }
+      return {k, lo, hi, pos: v => (hi > lo ? (v - lo) / (hi - lo) : 0.5)};
+    }
     const cats = [...new Set(vals.map(String))].sort();
     return {k, cats, pos: v => (cats.length > 1 ? cats.indexOf(String(v)) / (cats.length - 1) : 0.5)};
-  });
+  }
   const [ylo, yhi] = extent(done.map(t => t.finalValue));
   axes.push({k: "result", lo: ylo, hi: yhi, pos: v => (yhi > ylo ? (v - ylo) / (yhi - ylo) : 0.5), result: true});
   const W = 1280, H = 320, L = 60, R = 60, T = 26, B = 34;
@@ -111,7 +128,7 @@ function parallelCoordinates(trials, exp) {
   const order = [...done].sort((a, b) => (exp.optimizeMode === "minimize" ? b.finalValue - a.finalValue : a.finalValue - b.finalValue));
   for (const t of order) {  // best drawn last, on top
     const pts = axes.map((a, i) => {
-      const v = a.result ? t.finalValue : t.parameter[a.k];
+      const v = a.result ? t.finalValue : t.flat[a.key];
       return v == null ? null : `${x(i)},${y(a.pos(v))}`;
     }).filter(Boolean).join(" ");
     svg.append(s("polyline", {class: "curve", points: pts, stroke: color(t.finalValue),
@@ -251,7 +268,7 @@ async function renderCompare(ids) {
       row("best", d => (d.exp.best ? fmt(d.exp.best.value) : "–")),
       row("best parameters", d => (d.exp.best ? paramText(d.exp.best.parameter) : "–")),
       row("elapsed", d => fmtDuration(d.exp.elapsed))))),
-    h("div", {class: "card"}, h("h2", {}, "Best result so far per trial"), f.svg));
+    h("div", {class: "card", style: "max-width:900px"}, h("h2", {}, "Best result so far per trial"), f.svg));
   document.title = `compare ${ids.join(" vs ")} · torchslim`;
 }
 
