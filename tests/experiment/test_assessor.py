@@ -28,7 +28,7 @@ def test_minimize_and_start_step():
 def test_create_assessor_validates():
     assert create_assessor(None) is None
     assert create_assessor("Medianstop", {"start_step": 1}, "minimize").optimize_mode == "minimize"
-    with pytest.raises(ConfigError, match="assessor.name is 'Curvefitting'; allowed: Medianstop"):
-        create_assessor("Curvefitting")
+    with pytest.raises(ConfigError, match="assessor.name is 'Bogus'; allowed: Medianstop, Curvefitting"):
+        create_assessor("Bogus")
     with pytest.raises(ConfigError, match=r"assessor.classArgs has unknown argument\(s\) \['x'\]"):
         create_assessor("Medianstop", {"x": 1})

@@ -16,3 +16,11 @@ def test_auto_compress_config_loads():
     assert (EXAMPLE / cfg.trial_command.split()[-1]).is_file()
     options = SearchSpace.parse(cfg.search_space).params[0].options
     assert [name for name, _ in options] == ["agp", "level", "l1"]
+
+
+def test_auto_compress_multi_objective_config_loads():
+    cfg = load_config(EXAMPLE / "config_multi.yml")
+    assert cfg.tuner == "MOTPE"
+    assert [o["name"] for o in cfg.objectives] == ["accuracy", "parameters", "latency_ms"]
+    assert [o["direction"] for o in cfg.objectives] == ["maximize", "minimize", "minimize"]
+    assert cfg.optimize_mode == "maximize"

@@ -57,7 +57,7 @@ def test_parameters_from_environment_and_results_through_fd():
     assert [(m["type"], m["value"]) for m in messages] == [("intermediate", 0.1), ("final", 0.2)]
 
 
-@pytest.mark.parametrize("bad", [None, "0.5", float("nan"), True, {"loss": 1}, {"default": "x"}])
+@pytest.mark.parametrize("bad", [None, "0.5", float("nan"), True, {"loss": "x"}, {"default": "x"}])
 def test_bad_metric_is_rejected_with_a_clear_message(bad):
     with pytest.raises(ValueError, match="report_final_result\\(\\) must be a finite number"):
         trial.report_final_result(bad)

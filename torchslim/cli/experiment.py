@@ -53,7 +53,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     view.add_argument("--port", type=int, default=8080, help="port (0: any free one)")
     view.add_argument("--host", default="127.0.0.1", help="address to bind")
 
-    parser.set_defaults(func=_dispatch, _parser=parser)
+    from torchslim.cli.experiment_control import add_parsers
+
+    parser.set_defaults(func=_dispatch, _parser=parser, _control=add_parsers(sub))
     return parser
 
 
@@ -62,6 +64,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="run in this terminal with a live view (default: in the background)")
     p.add_argument("--progress", default="auto", choices=("auto", "rich", "plain"),
                    help="progress display with --foreground (auto: rich on a terminal)")
+    p.add_argument("--web", action="store_true",
+                   help="also serve the web UI (prints its control token); Ctrl-C ends the UI")
+    p.add_argument("--port", type=int, default=8080, help="web UI port with --web (0: any)")
+    p.add_argument("--host", default="127.0.0.1", help="web UI address with --web")
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -71,7 +77,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         args._parser.print_help()
         return 2
     handler = {"create": _create, "resume": _resume, "list": _list, "status": _status,
-               "stop": _stop, "export": _export, "view": _view}[args.action]
+               "stop": _stop, "export": _export, "view": _view, **args._control}[args.action]
     try:
         return handler(args)
     except TorchSlimError as exc:
@@ -108,6 +114,10 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _start(exp: Any, args: argparse.Namespace) -> int:
+    if args.web:
+        from torchslim.cli.experiment_control import start_with_web
+
+        return start_with_web(exp, args, _spawn, _print_best)
     if args.foreground:
         exp.run(progress=args.progress)
         _print_best(exp)
@@ -270,7 +280,8 @@ def _export(args: argparse.Namespace) -> int:
     from torchslim.experiment.export import export_trials
 
     with _open_readonly(args) as store:
-        text = export_trials(store.trials(), args.format)
+        text = export_trials(store.trials(), args.format,
+                             store.experiment()["config"].get("objectives"))
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}")

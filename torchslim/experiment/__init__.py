@@ -16,6 +16,12 @@ _LAZY = {
     "create_tuner": "torchslim.experiment.tuners",
     "TrialRecord": "torchslim.experiment.store",
     "MedianStopAssessor": "torchslim.experiment.assessor",
+    "CurvefittingAssessor": "torchslim.experiment.curvefitting",
+    "pareto_front": "torchslim.experiment.pareto",
+    "Tuner": "torchslim.experiment.custom",
+    "Assessor": "torchslim.experiment.custom",
+    "AssessResult": "torchslim.experiment.custom",
+    "NoMoreTrialError": "torchslim.experiment.custom",
 }
 
 __all__ = list(_LAZY)

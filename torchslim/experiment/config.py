@@ -53,6 +53,14 @@ class ExperimentConfig:
     tuner_args: dict[str, Any] = field(default_factory=dict)
     assessor: str | None = None
     assessor_args: dict[str, Any] = field(default_factory=dict)
+    # a user's own tuner/assessor (NNI: codeDirectory + className "module.Class")
+    tuner_code_directory: str | None = None
+    tuner_class_name: str | None = None
+    assessor_code_directory: str | None = None
+    assessor_class_name: str | None = None
+    # multi-objective: [{"name": "accuracy", "direction": "maximize"}, ...]; the first one is
+    # the primary objective single-objective tuners and "best" use
+    objectives: list[dict[str, str]] | None = None
     training_service: str = "local"
     ray_address: str | None = None
     experiment_name: str = "experiment"
@@ -60,6 +68,8 @@ class ExperimentConfig:
 
     @property
     def optimize_mode(self) -> str:
+        if self.objectives:
+            return self.objectives[0]["direction"]
         return self.tuner_args.get("optimize_mode", "maximize")
 
     def validate(self, require_trial: bool = True) -> "ExperimentConfig":
@@ -72,7 +82,12 @@ class ExperimentConfig:
 
         if isinstance(self.search_space, SearchSpace):
             self.search_space = self.search_space.spec
-        SearchSpace.parse(self.search_space)
+        if self.tuner_class_name is None:
+            from torchslim.experiment.tuners import tuner_space
+
+            tuner_space(self.tuner, self.search_space)
+        else:
+            SearchSpace.parse(self.search_space)
         no_trial = self.trial_command is None and self.trial_function is None
         if (self.trial_command is not None and self.trial_function is not None) or (
                 no_trial and require_trial):
@@ -91,7 +106,26 @@ class ExperimentConfig:
                                                       "maxExperimentDuration")
         self.max_trial_duration = parse_duration(self.max_trial_duration, "maxTrialDuration")
         self.trial_gpu_number = _positive_int(self.trial_gpu_number, "trialGpuNumber", minimum=0)
-        self.tuner = canonical_name(self.tuner)
+        self.objectives = check_objectives(self.objectives)
+        if self.objectives:
+            # single-objective parts (tuners, assessors, "best") optimise the first objective
+            mode = self.tuner_args.get("optimize_mode", self.objectives[0]["direction"])
+            if mode != self.objectives[0]["direction"]:
+                raise ConfigError(f"tuner.classArgs.optimize_mode is {mode!r} but the first "
+                                  f"objective {self.objectives[0]['name']!r} is to "
+                                  f"{self.objectives[0]['direction']}; drop one of them")
+            if self.tuner_class_name is None:
+                self.tuner_args = {**self.tuner_args, "optimize_mode": mode}
+        if self.tuner_class_name is None:
+            self.tuner = canonical_name(self.tuner)
+        else:
+            self.tuner = str(self.tuner_class_name)
+            self.tuner_code_directory = str(Path(self.tuner_code_directory or ".").expanduser()
+                                            .resolve())
+        if self.assessor_class_name is not None:
+            self.assessor = str(self.assessor_class_name)
+            self.assessor_code_directory = str(Path(self.assessor_code_directory or ".")
+                                               .expanduser().resolve())
         for key in ("tuner_args", "assessor_args"):
             if not isinstance(getattr(self, key), Mapping):
                 raise ConfigError(f"{key} (classArgs) is {getattr(self, key)!r}; allowed: a mapping")
@@ -117,6 +151,30 @@ class ExperimentConfig:
         values = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
         values["trial_function"] = trial_function
         return cls(**values)
+
+
+def check_objectives(objectives: Any, key: str = "objectives") -> list[dict[str, str]] | None:
+    """``[{'name': str, 'direction': 'maximize'|'minimize'}, ...]`` checked (None stays None)."""
+    if objectives is None:
+        return None
+    if not isinstance(objectives, (list, tuple)) or not objectives:
+        raise ConfigError(f"{key} is {objectives!r}; allowed: a non-empty list of "
+                          f"{{name: ..., direction: maximize|minimize}}")
+    out, seen = [], set()
+    for i, item in enumerate(objectives):
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{key}[{i}] is {item!r}; allowed: {{name: ..., direction: ...}}")
+        _check_keys(item, ("name", "direction"), f"{key}[{i}]")
+        name, direction = item.get("name"), item.get("direction", "maximize")
+        if not isinstance(name, str) or not name or name in seen:
+            raise ConfigError(f"{key}[{i}].name is {name!r}; allowed: a unique non-empty string")
+        if direction not in ("maximize", "minimize"):
+            raise ConfigError(f"{key}[{i}].direction is {direction!r}; allowed: maximize, minimize")
+        seen.add(name)
+        out.append({"name": name, "direction": direction})
+    return out
 
 
 def _positive_int(value: Any, key: str, minimum: int = 1) -> int:
@@ -186,12 +244,12 @@ def _space_from(raw: Mapping[str, Any], file_key: str, inline_key: str | None,
 _V2_TOP = ("experimentName", "searchSpaceFile", "searchSpace", "trialCommand",
            "trialCodeDirectory", "trialConcurrency", "maxTrialNumber", "maxExperimentDuration",
            "maxTrialDuration", "trialGpuNumber", "tuner", "assessor", "trainingService",
-           "experimentWorkingDirectory", "useAnnotation", "description")
+           "experimentWorkingDirectory", "useAnnotation", "description", "objectives")
 _V2_FIELDS = {"experimentName": "experiment_name", "trialCommand": "trial_command",
               "trialConcurrency": "trial_concurrency", "maxTrialNumber": "max_trial_number",
               "maxExperimentDuration": "max_experiment_duration",
               "maxTrialDuration": "max_trial_duration", "trialGpuNumber": "trial_gpu_number"}
-_V2_TUNER = ("name", "classArgs")
+_V2_TUNER = ("name", "classArgs", "codeDirectory", "className")
 _V2_SERVICE = ("platform", "address", "useActiveGpu", "gpuIndices", "maxTrialNumberPerGpu")
 
 
@@ -212,7 +270,21 @@ def _from_v2(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig
         ray_address=service.get("address"),
         **_pick(raw, _V2_FIELDS), **_pick(tuner, {"name": "tuner", "classArgs": "tuner_args"}),
         **_pick(assessor, {"name": "assessor", "classArgs": "assessor_args"}),
+        **_custom(tuner, "tuner", base, "codeDirectory"),
+        **_custom(assessor, "assessor", base, "codeDirectory"),
+        objectives=raw.get("objectives"),
     )
+
+
+def _custom(section: Mapping[str, Any], kind: str, base: Path, dir_key: str) -> dict[str, Any]:
+    """A user's own tuner/assessor class (``className`` "module.Class" in ``codeDirectory``)."""
+    if section.get("className") is None:
+        return {}
+    name = str(section["className"])
+    if section.get("classFileName"):  # NNI v1: classFileName my_tuner.py + className MyTuner
+        name = f"{Path(str(section['classFileName'])).stem}.{name}"
+    return {f"{kind}_class_name": name,
+            f"{kind}_code_directory": _resolve(base, section.get(dir_key, "."))}
 
 
 _V1_TOP = ("authorName", "experimentName", "trialConcurrency", "maxExecDuration", "maxTrialNum",
@@ -220,8 +292,8 @@ _V1_TOP = ("authorName", "experimentName", "trialConcurrency", "maxExecDuration"
            "trainingServicePlatform", "logDir", "rayConfig", "description")
 _V1_FIELDS = {"experimentName": "experiment_name", "trialConcurrency": "trial_concurrency",
               "maxTrialNum": "max_trial_number", "maxExecDuration": "max_experiment_duration"}
-_V1_TUNER = ("builtinTunerName", "classArgs")
-_V1_ASSESSOR = ("builtinAssessorName", "classArgs")
+_V1_TUNER = ("builtinTunerName", "classArgs", "codeDir", "classFileName", "className")
+_V1_ASSESSOR = ("builtinAssessorName", "classArgs", "codeDir", "classFileName", "className")
 _V1_TRIAL = ("command", "codeDir", "gpuNum")
 _V1_RAY = ("address",)
 
@@ -244,6 +316,8 @@ def _from_v1(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig
         **_pick(trial, {"command": "trial_command", "gpuNum": "trial_gpu_number"}),
         **_pick(tuner, {"builtinTunerName": "tuner", "classArgs": "tuner_args"}),
         **_pick(assessor, {"builtinAssessorName": "assessor", "classArgs": "assessor_args"}),
+        **_custom(tuner, "tuner", base, "codeDir"),
+        **_custom(assessor, "assessor", base, "codeDir"),
     )
 
 

@@ -50,6 +50,7 @@ class Experiment:
                  trial_code_directory: str | Path = ".", trial_gpu_number: int = 0,
                  training_service: str = "local", ray_address: str | None = None,
                  experiment_name: str = "experiment", experiments_dir: str | Path | None = None,
+                 objectives: list[Any] | None = None,
                  config: ExperimentConfig | None = None) -> None:
         if config is None:
             if search_space is None:
@@ -70,6 +71,7 @@ class Experiment:
                 trial_gpu_number=trial_gpu_number, training_service=training_service,
                 ray_address=ray_address, experiment_name=experiment_name,
                 experiments_dir=None if experiments_dir is None else str(experiments_dir),
+                objectives=objectives,
             )
         self.config = config.validate()
         self.function_name: str | None = None
@@ -185,5 +187,52 @@ class Experiment:
         return pick(done, key=lambda t: t.value)
 
     def export_data(self) -> list[dict[str, Any]]:
-        """NNI-style records: trialJobId, parameter, value, status, times, logs."""
-        return [t.to_dict() for t in self.trials()]
+        """NNI-style records: trialJobId, parameter, value, status, times, logs (and
+        ``paretoOptimal`` when the experiment has several objectives)."""
+        from torchslim.experiment.pareto import mark_pareto
+
+        return mark_pareto([t.to_dict() for t in self.trials()], self.config.objectives)
+
+    def pareto_front(self) -> list[st.TrialRecord]:
+        """The successful trials no other trial beats on every objective."""
+        from torchslim.experiment.pareto import pareto_trials
+
+        return pareto_trials(self.trials((st.SUCCEEDED,)), self.config.objectives
+                             or [{"name": "default", "direction": self.config.optimize_mode}])
+
+    # ---- live control (works on a running experiment, here or in another process) ------
+    def update(self, *, trial_concurrency: int | None = None, max_trial_number: int | None = None,
+               max_experiment_duration: float | str | None = None) -> dict[str, Any]:
+        """Change the concurrency, trial budget or duration (NNI's ``update_*``)."""
+        from torchslim.experiment import control
+
+        args = {k: v for k, v in (("trial_concurrency", trial_concurrency),
+                                  ("max_trial_number", max_trial_number),
+                                  ("max_experiment_duration", max_experiment_duration))
+                if v is not None}
+        self._folder()
+        result = control.send(self.folder, "update", args).result
+        for key, (_, new) in result.items():
+            setattr(self.config, key, new)
+        return result
+
+    def kill_trial(self, trial_id: str) -> dict[str, Any]:
+        """Kill a running (or cancel a waiting) trial: it ends USER_CANCELED."""
+        from torchslim.experiment import control
+
+        self._folder()
+        return control.send(self.folder, "kill", {"trial_id": trial_id}).result
+
+    def import_data(self, records: list[dict[str, Any]]) -> list[str]:
+        """Add finished trials (NNI's import-data records); returns their ids."""
+        from torchslim.experiment import control
+        from torchslim.experiment.importdata import parse_records, space_for_stored
+
+        self._folder()
+        parse_records(records, space_for_stored(self.config.to_dict()))
+        return control.send(self.folder, "import", {"records": records}).result["imported"]
+
+    def _folder(self) -> Path:
+        if self.folder is None:
+            raise ConfigError("this experiment has not been created yet: call run() first")
+        return self.folder

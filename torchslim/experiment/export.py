@@ -27,21 +27,26 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def export_trials(records: Iterable[TrialRecord], fmt: str) -> str:
-    """The trials as text in ``fmt`` ('csv' or 'json')."""
+def export_trials(records: Iterable[TrialRecord], fmt: str,
+                  objectives: list[dict[str, str]] | None = None) -> str:
+    """The trials as text in ``fmt`` ('csv' or 'json'); with several ``objectives`` each row
+    says whether it is on the Pareto front (``paretoOptimal``)."""
+    from torchslim.experiment.pareto import mark_pareto
+
     if fmt not in FORMATS:
         raise ConfigError(f"export format is {fmt!r}; allowed: {', '.join(FORMATS)}")
-    rows = [r.to_dict() for r in records]
+    rows = mark_pareto([r.to_dict() for r in records], objectives)
+    fixed_cols = _FIXED + (("paretoOptimal",) if rows and "paretoOptimal" in rows[0] else ())
     if fmt == "json":
         return jsonsafe.dumps(rows, indent=2) + "\n"  # NaN/inf -> null
     flat_params = [flatten(r["parameter"]) for r in rows]
     param_cols = sorted({k for p in flat_params for k in p})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*_FIXED, *param_cols, "intermediate"])
+    writer.writerow([*fixed_cols, *param_cols, "intermediate"])
     for row, params in zip(rows, flat_params):
-        value = row["value"]["default"] if isinstance(row["value"], dict) else row["value"]
-        fixed = [value if k == "value" else row[k] for k in _FIXED]
+        value = row["value"].get("default") if isinstance(row["value"], dict) else row["value"]
+        fixed = [value if k == "value" else row[k] for k in fixed_cols]
         writer.writerow([*fixed, *(params.get(k, "") for k in param_cols),
                          jsonsafe.dumps(row["intermediate"])])
     return out.getvalue()

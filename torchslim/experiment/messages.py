@@ -30,12 +30,17 @@ def is_number(value: Any) -> bool:
 
 
 def check_metric(value: Any, what: str = "value") -> Any:
-    """``value`` if it is a metric (finite number, or dict with a numeric 'default')."""
+    """``value`` if it is a metric: a finite number, a dict with a numeric 'default', or
+    a dict of named numbers (multi-objective)."""
     if is_number(value):
         return value
     if isinstance(value, dict):
         if "default" not in value:
-            raise MessageError(f"{what} is a dict without a 'default' key: {_short(value)}")
+            # multi-objective results name their numbers (the experiment's objectives)
+            if not any(is_number(v) for v in value.values()):
+                raise MessageError(f"{what} is a dict without a 'default' key or any number: "
+                                   f"{_short(value)}")
+            return value
         if not is_number(value["default"]):
             raise MessageError(f"{what}['default'] is {_short(value['default'])}; allowed: a "
                                f"finite number")

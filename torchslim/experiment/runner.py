@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from torchslim.errors import ConfigError
+from torchslim.experiment import control as ctl
+from torchslim.experiment import live
 from torchslim.experiment import store as st
 from torchslim.experiment.assessor import create_assessor
 from torchslim.experiment.lock import ExperimentLocked, ManagerLock
@@ -23,7 +25,7 @@ from torchslim.experiment.procgroup import experiment_groups, terminate_groups
 from torchslim.experiment.config import ExperimentConfig
 from torchslim.experiment.searchspace import SearchSpace
 from torchslim.experiment.services.base import WAKEUP, Service, TrialEvent, TrialSpec
-from torchslim.experiment.tuners import NoMoreTrials, create_tuner
+from torchslim.experiment.tuners import NoMoreTrials, create_tuner, tuner_space
 
 Listener = Callable[[str, "Runner", int | None], None]
 
@@ -68,10 +70,15 @@ class Runner:
         self.config = config
         self.service = service
         self.listener = listener
-        self.space = SearchSpace.parse(config.search_space)
-        self.tuner = create_tuner(config.tuner, self.space, config.tuner_args)
+        custom = config.tuner_class_name is not None
+        self.space = (SearchSpace.parse(config.search_space) if custom
+                      else tuner_space(config.tuner, config.search_space))
+        self.tuner = create_tuner(config.tuner, config.search_space, config.tuner_args,
+                                  objectives=config.objectives, workdir=store.folder,
+                                  code_directory=config.tuner_code_directory if custom else None)
         self.assessor = create_assessor(config.assessor, config.assessor_args,
-                                        config.optimize_mode)
+                                        config.optimize_mode, config.assessor_code_directory)
+        self.imported = 0  # imported trials do not use up maxTrialNumber
         self.running: dict[int, _Active] = {}
         self.queue: deque[st.TrialRecord] = deque()
         self.count = 0
@@ -172,16 +179,18 @@ class Runner:
         terminate_groups(experiment_groups(self.experiment_id), LEFTOVER_GRACE_S)
         history = []
         for rec in self.store.trials(statuses=st.FINISHED_STATUSES):
-            value = self._feedback(rec.status, rec.metric, rec.intermediate)
+            value = self.tuner_feedback(rec.status, rec.metric, rec.intermediate)
             history.append((rec.sequence, rec.raw, value, True))
             if self.assessor:
                 self.assessor.trial_end(rec.intermediate, rec.status == st.SUCCEEDED)
             self._count(rec.status, rec.sequence, rec.value)
+            self.imported += rec.status == st.SUCCEEDED and rec.attempts == 0
         for rec in self.store.requeue_unfinished():
             history.append((rec.sequence, rec.raw, None, False))
             self.queue.append(rec)
         self.tuner.restore(sorted(history, key=lambda item: item[0]))
         self.count = self.store.count()
+        live.poll(self)  # commands sent while no manager ran
 
     # ---- loop -------------------------------------------------------------------------
     def _loop(self) -> str:
@@ -189,6 +198,7 @@ class Runner:
         while True:
             if self.stop_reason:
                 return self.stop_reason
+            live.poll(self)
             if cfg.max_experiment_duration and self.elapsed() >= cfg.max_experiment_duration:
                 return "maxExperimentDuration reached"
             self._fill()
@@ -215,11 +225,15 @@ class Runner:
             deadlines.append(now + self.config.max_experiment_duration - self.elapsed())
         if self.running:
             deadlines.append(self.checkpointed + _CHECKPOINT_S)
-        return max(min(deadlines) - now, 0.0) if deadlines else None
+        # look at the control channel now and then (commands arrive through the database)
+        timeout = ctl.POLL_S
+        if deadlines:
+            timeout = min(timeout, max(min(deadlines) - now, 0.0))
+        return timeout
 
     def _budget_left(self) -> bool:
         limit = self.config.max_trial_number
-        return not self.exhausted and (limit is None or self.count < limit)
+        return not self.exhausted and (limit is None or self.count - self.imported < limit)
 
     def _fill(self) -> None:
         gpus = self.config.trial_gpu_number
@@ -278,15 +292,17 @@ class Runner:
         if event.kind == "invalid":
             self._refuse(active, event.error or "invalid message")
         elif event.kind == "intermediate":
-            active.history.append(metric_value(event.value))
-            self.store.add_intermediate(event.sequence, len(active.history) - 1, event.value)
+            value = self.normalise_metric(event.value)
+            active.history.append(metric_value(value))
+            self.store.add_intermediate(event.sequence, len(active.history) - 1, value)
             self._emit("intermediate", event.sequence)
             if (self.assessor and active.forced is None
-                    and self.assessor.should_stop(active.history)):
-                active.forced = (st.EARLY_STOPPED, "stopped early by the Medianstop assessor")
+                    and self.assessor.should_stop(active.history, trial_id=active.spec.trial_id)):
+                name = getattr(self.assessor, "name", type(self.assessor).__name__)
+                active.forced = (st.EARLY_STOPPED, f"stopped early by the {name} assessor")
                 self.service.kill(event.sequence)
         elif event.kind == "final":
-            active.final = event.value
+            active.final = self.normalise_metric(event.value)
         elif event.kind == "exit":
             self._finish(active, event)
 
@@ -311,21 +327,40 @@ class Runner:
         else:
             status, error = (st.SUCCEEDED if ok else st.FAILED), event.error
         self.store.trial_finished(seq, status, active.final, event.value, error)
-        value = self._feedback(status, active.final, active.history)
+        value = self.tuner_feedback(status, active.final, active.history)
         self.tuner.receive(seq, value)
         if self.assessor:
-            self.assessor.trial_end(active.history, status == st.SUCCEEDED)
+            self.assessor.trial_end(active.history, status == st.SUCCEEDED,
+                                    trial_id=active.spec.trial_id)
         self._count(status, seq, metric_value(active.final) if status == st.SUCCEEDED else None)
         self._emit("trial_end", seq)
 
-    @staticmethod
-    def _feedback(status: str, final: Any, history: list[float]) -> float | None:
+    def tuner_feedback(self, status: str, final: Any, history: list[float]) -> Any:
+        """What the tuner learns from a finished trial: its value (a list of objective values
+        for a multi-objective tuner), or None."""
+        if getattr(self.tuner, "multi_objective", False):
+            if status != st.SUCCEEDED:
+                return None  # no vector for failed or early-stopped trials
+            return objective_values(final, self.config.objectives)
         # an early-stopped trial still tells the tuner something: its last result
         if status == st.SUCCEEDED:
             return metric_value(final)
         if status == st.EARLY_STOPPED and history:
             return history[-1]
         return None
+
+    def normalise_metric(self, metric: Any) -> Any:
+        """A reported metric with its 'default' entry set from the first objective."""
+        from torchslim.experiment.importdata import with_default
+
+        return with_default(metric, self.config.objectives)
+
+    def note_result(self, status: str, seq: int, metric: Any) -> None:
+        """Count a finished trial (public for the live-control module)."""
+        self._count(status, seq, metric_value(metric) if status == st.SUCCEEDED else None)
+
+    def emit_control(self, command: ctl.Command) -> None:
+        self._emit("control", None)
 
     def _count(self, status: str, seq: int, value: float | None) -> None:
         self.counts[status] += 1
@@ -362,3 +397,13 @@ class Runner:
     def _emit(self, kind: str, seq: int | None = None) -> None:
         if self.listener is not None:
             self.listener(kind, self, seq)
+
+
+def objective_values(metric: Any, objectives: list[dict[str, str]] | None) -> list[float] | None:
+    """The values of ``objectives`` in a reported metric dict (None if one is missing)."""
+    if not objectives or not isinstance(metric, dict):
+        return None
+    try:
+        return [float(metric[o["name"]]) for o in objectives]
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -22,6 +22,7 @@ from typing import Any, Callable
 __all__ = [
     "get_next_parameter", "get_parameters", "get_current_parameter", "report_intermediate_result",
     "report_final_result", "get_trial_id", "get_experiment_id", "get_sequence_id", "TrialContext",
+    "save_checkpoint", "load_checkpoint", "get_trial_budget",
 ]
 
 ENV_EXPERIMENT_ID = "TORCHSLIM_EXPERIMENT_ID"
@@ -165,7 +166,9 @@ def _check_metric(value: Any, what: str) -> Any:
     value = _plain(value)
     if number(value):
         return value
-    if isinstance(value, dict) and number(value.get("default")):
+    if isinstance(value, dict) and (number(value.get("default")) or (
+            "default" not in value and any(number(v) for v in value.values()))):
+        # without 'default': the experiment's objectives name the numbers
         if not _all_finite(value):
             raise ValueError(f"{what}: every number in the dict must be finite (JSON has no "
                              f"NaN/inf), got {value!r}")
@@ -174,8 +177,8 @@ def _check_metric(value: Any, what: str) -> Any:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{what}: the dict must hold JSON data only ({exc})") from None
         return value
-    raise ValueError(f"{what} must be a finite number or a dict with a numeric 'default' key, "
-                     f"got {value!r}")
+    raise ValueError(f"{what} must be a finite number or a dict with a numeric 'default' key "
+                     f"(or of numeric objectives), got {value!r}")
 
 
 def report_intermediate_result(metric: Any) -> None:
@@ -201,3 +204,37 @@ def get_experiment_id() -> str:
 def get_sequence_id() -> int:
     """This trial's 0-based sequence number in its experiment (-1 when run by hand)."""
     return current_context().sequence
+
+
+def get_trial_budget(default: float | None = None) -> float | None:
+    """The budget (epochs, steps...) a Hyperband/BOHB trial may use: ``TRIAL_BUDGET``."""
+    return current_context().parameters.get("TRIAL_BUDGET", default)
+
+
+def save_checkpoint(state: Any, name: str = "checkpoint.pkl") -> str | None:
+    """Save ``state`` (pickled) where a PBT trial must save it (``save_checkpoint_dir``);
+    returns the file, or None when the trial has no checkpoint folder (not a PBT trial).
+    A torch user may instead ``torch.save`` into ``get_current_parameter('save_checkpoint_dir')``."""
+    import pickle
+
+    folder = current_context().parameters.get("save_checkpoint_dir")
+    if not folder:
+        return None
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    with open(path + ".tmp", "wb") as f:
+        pickle.dump(state, f)
+    os.replace(path + ".tmp", path)  # a trial killed mid-save leaves the old file whole
+    return path
+
+
+def load_checkpoint(name: str = "checkpoint.pkl") -> Any:
+    """The state a PBT trial resumes from (``load_checkpoint_dir``), or None (first generation)."""
+    import pickle
+
+    folder = current_context().parameters.get("load_checkpoint_dir")
+    path = os.path.join(folder, name) if folder else None
+    if path is None or not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        return pickle.load(f)

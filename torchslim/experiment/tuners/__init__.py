@@ -18,11 +18,23 @@ TUNERS = {
     "Anneal": "torchslim.experiment.tuners.anneal:AnnealTuner",
     "Evolution": "torchslim.experiment.tuners.evolution:EvolutionTuner",
     "GridSearch": "torchslim.experiment.tuners.grid:GridSearchTuner",
+    "GP": "torchslim.experiment.tuners.samplers:GPTuner",
+    "CMAES": "torchslim.experiment.tuners.samplers:CMAESTuner",
+    "Metis": "torchslim.experiment.tuners.samplers:MetisTuner",
+    "NSGA2": "torchslim.experiment.tuners.samplers:NSGA2Tuner",
+    "MOTPE": "torchslim.experiment.tuners.samplers:MOTPETuner",
+    "Hyperband": "torchslim.experiment.tuners.hyperband:HyperbandTuner",
+    "BOHB": "torchslim.experiment.tuners.hyperband:BOHBTuner",
+    "SMAC": "torchslim.experiment.tuners.smac:SMACTuner",
+    "PBT": "torchslim.experiment.tuners.pbt:PBTTuner",
+    "Batch": "torchslim.experiment.tuners.batch:BatchTuner",
 }
-# NNI tuners we do not provide (yet): named in the error so users know it is not a typo
-_NOT_PROVIDED = ("Hyperband", "BOHB", "SMAC", "MetisTuner", "GPTuner", "PBTTuner", "DNGO",
-                 "NaiveEvolution", "BatchTuner")
-_ALIASES = {name.lower(): name for name in TUNERS} | {"grid": "GridSearch", "randomsearch": "Random"}
+# NNI tuners we do not provide: named in the error so users know it is not a typo
+_NOT_PROVIDED = ("DNGO", "PPOTuner", "PPO")
+_ALIASES = {name.lower(): name for name in TUNERS} | {
+    "grid": "GridSearch", "randomsearch": "Random", "gptuner": "GP", "metistuner": "Metis",
+    "pbttuner": "PBT", "batchtuner": "Batch", "cmaes": "CMAES", "cma-es": "CMAES",
+    "nsgaii": "NSGA2", "nsga-ii": "NSGA2", "naiveevolution": "Evolution"}
 
 
 def canonical_name(name: str, key: str = "tuner.name") -> str:
@@ -52,12 +64,37 @@ def check_class_args(cls: type, args: Mapping[str, Any], key: str, skip: tuple[s
         check_optimize_mode(args["optimize_mode"], f"{key}.optimize_mode")
 
 
+def tuner_space(name: str, spec: Mapping[str, Any]) -> SearchSpace:
+    """The search space a tuner walks (Batch's list of configurations becomes an index)."""
+    if canonical_name(name) == "Batch":
+        values = ((spec or {}).get("combine_params") or {}).get("_value") or []
+        return SearchSpace.parse({"combine_params": {"_type": "choice",
+                                                     "_value": list(range(len(values)))}})
+    return SearchSpace.parse(spec)
+
+
 def create_tuner(name: str, search_space: SearchSpace | Mapping[str, Any],
-                 class_args: Mapping[str, Any] | None = None) -> Tuner:
-    """Build tuner ``name`` (NNI name) with its classArgs, validating them."""
+                 class_args: Mapping[str, Any] | None = None, *,
+                 objectives: list[dict[str, str]] | None = None,
+                 workdir: Any = None, code_directory: str | None = None) -> Tuner:
+    """Build tuner ``name`` (NNI name) with its classArgs, validating them.
+
+    ``objectives``: the experiment's objectives (multi-objective tuners need them);
+    ``workdir``: the experiment folder (PBT keeps checkpoints there);
+    ``code_directory``: ``name`` is then a user's ``module.Class`` in that folder.
+    """
+    if code_directory is not None:
+        from torchslim.experiment.custom import create_user_tuner
+
+        return create_user_tuner(code_directory, name, search_space, class_args)
     cls = tuner_class(name)
     args = dict(class_args or {})
-    check_class_args(cls, args, "tuner.classArgs", skip=("search_space",))
+    check_class_args(cls, args, "tuner.classArgs", skip=("search_space", "workdir"))
+    accepted = inspect.signature(cls.__init__).parameters
+    if "objectives" in accepted and "objectives" not in args:
+        args["objectives"] = objectives
+    if "workdir" in accepted and workdir is not None:
+        args["workdir"] = workdir
     try:
         return cls(search_space, **args)
     except (TypeError, ValueError) as exc:

@@ -10,6 +10,8 @@ writer). Routes:
 - ``GET /api/experiments/<id>``: summary plus the stored config
 - ``GET /api/experiments/<id>/trials``: every trial with its intermediate results
 - ``GET /api/experiments/<id>/trials/<trial>/log?stream=stdout|stderr[&bytes=N]``: log tail
+- ``GET /api/experiments/<id>/importance``, ``POST /api/experiments/<id>/kill|update``: see
+  :mod:`torchslim.experiment.webui.control_api` (control needs the experiment's token)
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from torchslim.errors import ConfigError
 from torchslim.experiment import store as st
+from torchslim.experiment.webui import control_api
 from torchslim.utils.jsonsafe import dumps, finite
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -155,7 +158,8 @@ class ViewerServer(ThreadingHTTPServer):
         self.root = st.default_experiments_dir(experiments_dir)
         self.default_id = default_id
         self.quiet = quiet
-        self.page = (STATIC_DIR / "index.html").read_bytes()
+        self.page = _page()
+        self.tokens = control_api.Tokens()
         super().__init__(address, _Handler)
 
     @property
@@ -209,7 +213,17 @@ def _api_routes(server: ViewerServer) -> list[tuple[re.Pattern[str], Callable[..
         (re.compile(rf"/api/experiments/{seg}/trials/?"),
          lambda e, q: server.with_store(e, trial_list)),
         (re.compile(rf"/api/experiments/{seg}/trials/{seg}/log/?"), log),
+        (re.compile(rf"/api/experiments/{seg}/importance/?"),
+         lambda e, q: server.with_store(e, control_api.importance)),
     ]
+
+
+def _page() -> bytes:
+    """index.html with the analysis/control views (analysis.js) inlined: one
+    self-contained page, nothing loaded from anywhere."""
+    html = (STATIC_DIR / "index.html").read_text()
+    extra = (STATIC_DIR / "analysis.js").read_text()
+    return html.replace("</body>", f"<script>\n{extra}\n</script>\n</body>", 1).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -229,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.FOUND, b"", "text/plain",
                            {"Location": f"/experiments/{self.server.default_id}"})
             elif path in ("/", "", "/experiments", "/experiments/") or re.fullmatch(
-                    r"/experiments/[^/]+/?", path):
+                    r"/(experiments/[^/]+|compare/[^/]+/[^/]+)/?", path):
                 self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8",
                            {"Content-Security-Policy": _CSP})
             else:
@@ -239,6 +253,27 @@ class _Handler(BaseHTTPRequestHandler):
         except (sqlite3.Error, ConfigError) as exc:
             # e.g. a database caught mid-creation: the page retries on its next poll
             self._send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"cannot read: {exc}"})
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        path = urlsplit(self.path).path
+        try:
+            match = re.fullmatch(r"/api/experiments/([^/]+)/(kill|update)/?", path)
+            if not match:
+                raise HttpError(HTTPStatus.NOT_FOUND, f"no API route {path!r}")
+            exp_id, action = unquote(match.group(1)), match.group(2)
+            self.server.open_store(exp_id).close()  # 404 for unknown ids
+            body = control_api.read_body(self)
+            if not self.server.tokens.check(exp_id, self.headers.get(control_api.TOKEN_HEADER)):
+                raise HttpError(HTTPStatus.FORBIDDEN, "read-only: this action needs the "
+                                "experiment's control token (printed when the UI started)")
+            self._send_json(HTTPStatus.OK, control_api.control(self.server.root / exp_id,
+                                                               action, body))
+        except HttpError as exc:
+            self._send_json(exc.status, {"error": str(exc)})
+        except ConfigError as exc:
+            self._send_json(HTTPStatus.CONFLICT, {"error": str(exc)})
+        except sqlite3.Error as exc:
+            self._send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"cannot write: {exc}"})
 
     def _api(self, path: str, query: dict[str, list[str]]) -> Any:
         for pattern, handler in _api_routes(self.server):
@@ -288,7 +323,13 @@ def serve(experiment_id: str | None = None, experiments_dir: str | Path | None =
     """Serve until Ctrl-C (the ``torchslim experiment view`` command)."""
     server = make_server(host, port, experiments_dir, experiment_id)
     page = f"{server.url}/experiments/{experiment_id}" if experiment_id else f"{server.url}/"
-    print(f"torchslim experiment viewer (read-only) at {page}", file=out)
+    print(f"torchslim experiment viewer (read-only without the token) at {page}", file=out)
+    if experiment_id:
+        token = server.tokens.token(experiment_id)
+        print(f"  control token for {experiment_id}: {token}", file=out)
+        print(f"  open with control (kill, update): {page}?token={token}", file=out)
+    else:
+        print("  control (kill, update) needs a token: start with `view ID`", file=out)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"  note: bound to {host}: anyone who can reach this port can read the "
               f"experiments in {server.root}", file=out)
