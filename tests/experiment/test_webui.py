@@ -221,3 +221,64 @@ def test_view_command_serves_until_interrupted(viewer):
             proc.kill()
             proc.wait(5)
         proc.stdout.close()
+
+
+def _raw_get(port: int, host_header: str | None, path: str = "/api/experiments") -> int:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        lines = [f"GET {path} HTTP/1.1"] + ([f"Host: {host_header}"] if host_header else [])
+        sock.sendall(("\r\n".join(lines + ["Connection: close", "", ""])).encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def test_a_foreign_host_header_is_refused(viewer):
+    _, server = viewer
+    port = server.server_address[1]
+    assert _raw_get(port, f"127.0.0.1:{port}") == 200
+    assert _raw_get(port, f"localhost:{port}") == 200
+    for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1:{port + 1}", None):
+        assert _raw_get(port, host) == 421, host
+
+
+def test_500_concurrent_requests_are_all_answered(viewer):
+    import asyncio
+
+    _, server = viewer
+    port = server.server_address[1]
+
+    async def one() -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /api/experiments HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     f"Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        data = await reader.read()
+        writer.close()
+        return int(data.split(b" ", 2)[1])
+
+    async def all_of_them() -> list[int]:
+        return await asyncio.gather(*(one() for _ in range(500)))
+
+    statuses = asyncio.run(asyncio.wait_for(all_of_them(), 60))
+    assert statuses == [200] * 500
+    # and the pool stayed a pool
+    assert sum(t.name.startswith("webui-") for t in threading.enumerate()) <= 32 * 2
+
+
+def test_idle_connections_do_not_starve_the_server(viewer, monkeypatch):
+    import socket
+
+    from torchslim.experiment.webui import server as server_module
+
+    monkeypatch.setattr(server_module._Handler, "timeout", 1.0)
+    _, server = viewer
+    port = server.server_address[1]
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]  # > workers
+    try:
+        assert _raw_get(port, f"127.0.0.1:{port}") == 200  # answered once the idle time out
+    finally:
+        for sock in idle:
+            sock.close()

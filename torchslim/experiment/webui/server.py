@@ -22,7 +22,7 @@ import sqlite3
 import sys
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from torchslim.errors import ConfigError
 from torchslim.experiment import store as st
 from torchslim.experiment.webui import control_api
+from torchslim.experiment.webui.guard import SOCKET_TIMEOUT_S, PooledHTTPServer, host_allowed
 from torchslim.utils.jsonsafe import dumps, finite
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -145,13 +146,12 @@ def log_tail(store: st.ExperimentStore, trial_id: str, stream: str,
 
 # ---- server ---------------------------------------------------------------------------
 
-class ViewerServer(ThreadingHTTPServer):
+class ViewerServer(PooledHTTPServer):
     """Serves the experiments under ``experiments_dir`` read-only.
 
     ``default_id``: the experiment ``/`` redirects to (``view ID``); None shows the list.
     """
 
-    daemon_threads = True  # a browser's keep-alive connection must not block shutdown
 
     def __init__(self, address: tuple[str, int], experiments_dir: str | Path | None = None,
                  default_id: str | None = None, quiet: bool = True) -> None:
@@ -230,6 +230,20 @@ class _Handler(BaseHTTPRequestHandler):
     server: ViewerServer
     server_version = "torchslim-viewer"
     protocol_version = "HTTP/1.1"  # keep-alive: the page polls every 2 s
+    timeout = SOCKET_TIMEOUT_S  # an idle or half-open connection frees its worker
+
+    def parse_request(self) -> bool:
+        """Parse as usual, then refuse a Host that is not this server (DNS rebinding)."""
+        if not super().parse_request():
+            return False
+        host, port = self.server.server_address[:2]
+        if host_allowed(self.headers.get("Host"), host, port):
+            return True
+        self.close_connection = True
+        self._send_json(HTTPStatus.MISDIRECTED_REQUEST,
+                        {"error": f"Host {self.headers.get('Host')!r} is not this server "
+                                  f"({self.server.url}); refused"})
+        return False
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         url = urlsplit(self.path)
