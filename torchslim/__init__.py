@@ -20,6 +20,8 @@ _LAZY = {
     "report_final_result": "torchslim.experiment.trial",
     "get_trial_id": "torchslim.experiment.trial",
     "get_experiment_id": "torchslim.experiment.trial",
+    "get_sequence_id": "torchslim.experiment.trial",
+    "get_current_parameter": "torchslim.experiment.trial",
     # search-space helpers
     "choice": "torchslim.experiment.searchspace",
     "randint": "torchslim.experiment.searchspace",

@@ -49,6 +49,11 @@ class ExperimentConfig:
     max_experiment_duration: float | None = None
     max_trial_duration: float | None = None
     trial_gpu_number: int = 0
+    # local GPUs (NNI's trainingService keys): trials per GPU at once, whether GPUs other
+    # processes compute on may be used, and which GPUs at all
+    max_trial_number_per_gpu: int = 1
+    use_active_gpu: bool = False
+    gpu_indices: list[int] | None = None
     tuner: str = "TPE"
     tuner_args: dict[str, Any] = field(default_factory=dict)
     assessor: str | None = None
@@ -106,6 +111,11 @@ class ExperimentConfig:
                                                       "maxExperimentDuration")
         self.max_trial_duration = parse_duration(self.max_trial_duration, "maxTrialDuration")
         self.trial_gpu_number = _positive_int(self.trial_gpu_number, "trialGpuNumber", minimum=0)
+        self.max_trial_number_per_gpu = _positive_int(self.max_trial_number_per_gpu,
+                                                      "maxTrialNumberPerGpu")
+        if not isinstance(self.use_active_gpu, bool):
+            raise ConfigError(f"useActiveGpu is {self.use_active_gpu!r}; allowed: true or false")
+        self.gpu_indices = _gpu_indices(self.gpu_indices)
         self.objectives = check_objectives(self.objectives)
         if self.objectives:
             # single-objective parts (tuners, assessors, "best") optimise the first objective
@@ -174,6 +184,22 @@ def check_objectives(objectives: Any, key: str = "objectives") -> list[dict[str,
             raise ConfigError(f"{key}[{i}].direction is {direction!r}; allowed: maximize, minimize")
         seen.add(name)
         out.append({"name": name, "direction": direction})
+    return out
+
+
+def _gpu_indices(value: Any) -> list[int] | None:
+    """NNI's gpuIndices: a list of ints or a comma-separated string ("0,1")."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    try:
+        out = [int(str(i).strip()) for i in items]
+    except (TypeError, ValueError):
+        out = []
+    if not out or any(i < 0 for i in out):
+        raise ConfigError(f"gpuIndices is {value!r}; allowed: GPU indices like [0, 1] or '0,1'")
     return out
 
 
@@ -251,6 +277,9 @@ _V2_FIELDS = {"experimentName": "experiment_name", "trialCommand": "trial_comman
               "maxTrialDuration": "max_trial_duration", "trialGpuNumber": "trial_gpu_number"}
 _V2_TUNER = ("name", "classArgs", "codeDirectory", "className")
 _V2_SERVICE = ("platform", "address", "useActiveGpu", "gpuIndices", "maxTrialNumberPerGpu")
+_GPU_FIELDS = {"useActiveGpu": "use_active_gpu", "gpuIndices": "gpu_indices",
+               "maxTrialNumberPerGpu": "max_trial_number_per_gpu",
+               "maxTrialNumPerGpu": "max_trial_number_per_gpu"}  # the last: NNI v1's spelling
 
 
 def _from_v2(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig:
@@ -268,6 +297,7 @@ def _from_v2(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig
         experiments_dir=_resolve(base, raw.get("experimentWorkingDirectory")),
         training_service=check_platform(service.get("platform", "local")),
         ray_address=service.get("address"),
+        **_pick(service, _GPU_FIELDS),
         **_pick(raw, _V2_FIELDS), **_pick(tuner, {"name": "tuner", "classArgs": "tuner_args"}),
         **_pick(assessor, {"name": "assessor", "classArgs": "assessor_args"}),
         **_custom(tuner, "tuner", base, "codeDirectory"),
@@ -289,7 +319,7 @@ def _custom(section: Mapping[str, Any], kind: str, base: Path, dir_key: str) -> 
 
 _V1_TOP = ("authorName", "experimentName", "trialConcurrency", "maxExecDuration", "maxTrialNum",
            "searchSpacePath", "useAnnotation", "tuner", "assessor", "trial",
-           "trainingServicePlatform", "logDir", "rayConfig", "description")
+           "trainingServicePlatform", "logDir", "rayConfig", "description", "localConfig")
 _V1_FIELDS = {"experimentName": "experiment_name", "trialConcurrency": "trial_concurrency",
               "maxTrialNum": "max_trial_number", "maxExecDuration": "max_experiment_duration"}
 _V1_TUNER = ("builtinTunerName", "classArgs", "codeDir", "classFileName", "className")
@@ -305,6 +335,7 @@ def _from_v1(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig
     assessor = _section(raw, "assessor", _V1_ASSESSOR, where)
     trial = _section(raw, "trial", _V1_TRIAL, where)
     ray = _section(raw, "rayConfig", _V1_RAY, where)
+    local = _section(raw, "localConfig", ("gpuIndices", "maxTrialNumPerGpu", "useActiveGpu"), where)
     return ExperimentConfig(
         search_space=_space_from(raw, "searchSpacePath", None, base, where),
         trial_code_directory=_resolve(base, trial.get("codeDir", ".")),
@@ -312,6 +343,7 @@ def _from_v1(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig
         training_service=check_platform(raw.get("trainingServicePlatform", "local"),
                                         "trainingServicePlatform"),
         ray_address=ray.get("address"),
+        **_pick(local, _GPU_FIELDS),
         **_pick(raw, _V1_FIELDS),
         **_pick(trial, {"command": "trial_command", "gpuNum": "trial_gpu_number"}),
         **_pick(tuner, {"builtinTunerName": "tuner", "classArgs": "tuner_args"}),
@@ -322,13 +354,16 @@ def _from_v1(raw: Mapping[str, Any], base: Path, where: str) -> ExperimentConfig
 
 
 def config_from_mapping(raw: Mapping[str, Any], base_dir: str | Path = ".",
-                        where: str = "experiment config") -> ExperimentConfig:
-    """Build a validated config from a parsed v1 or v2 mapping."""
+                        where: str = "experiment config",
+                        trial_function: Callable[..., Any] | None = None) -> ExperimentConfig:
+    """Build a validated config from a parsed v1 or v2 mapping (``trial_function``: the
+    Python API's alternative to a trial command)."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a YAML mapping of keys, got {type(raw).__name__}")
     base = Path(base_dir).expanduser().resolve()
     is_v1 = any(k in raw for k in _V1_MARKERS)
     config = (_from_v1 if is_v1 else _from_v2)(raw, base, where)
+    config.trial_function = trial_function
     return config.validate()
 
 

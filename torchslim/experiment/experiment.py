@@ -25,7 +25,26 @@ def make_service(config: ExperimentConfig) -> Any:
         return RayService(config.ray_address)
     from torchslim.experiment.services.local import LocalService
 
-    return LocalService(config.trial_gpu_number)
+    return LocalService(config.trial_gpu_number, config.max_trial_number_per_gpu,
+                        config.use_active_gpu, config.gpu_indices)
+
+
+def check_resources(config: ExperimentConfig) -> None:
+    """Refuse (ConfigError) a GPU request this machine cannot meet; warn when the GPUs
+    cannot hold ``trial_concurrency`` trials at once (Ray clusters check their own)."""
+    if config.training_service == "local":
+        from torchslim.experiment.gpus import check_gpu_request
+
+        check_gpu_request(config.trial_gpu_number, config.trial_concurrency,
+                          config.max_trial_number_per_gpu, config.gpu_indices)
+
+
+def _is_nni_form(first: Any) -> bool:
+    from torchslim.experiment.nni_api import NNIConfig
+
+    if isinstance(first, str):  # a platform name, not a search space given as JSON text
+        return not first.lstrip().startswith("{")
+    return isinstance(first, (NNIConfig, list, tuple))
 
 
 class Experiment:
@@ -37,6 +56,30 @@ class Experiment:
     takes an argument; returning a number reports it). Keyword names follow NNI's v2 config
     keys in snake_case. Everything is stored in ``<experiments_dir>/<id>/experiment.db``.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # NNI's form: Experiment('local') / Experiment(config) with experiment.config.* set later
+        if cls is Experiment and args and _is_nni_form(args[0]):
+            from torchslim.experiment.nni_api import NNIExperiment
+
+            return NNIExperiment(*args, **kwargs)
+        return super().__new__(cls)
+
+    @staticmethod
+    def connect(experiment: str | int, experiments_dir: str | Path | None = None) -> Any:
+        """NNI's ``Experiment.connect``: a handle (NNI API) on a stored experiment, by id or
+        by the port its web UI is served on."""
+        from torchslim.experiment.nni_api import NNIExperiment
+
+        return NNIExperiment.connect(experiment, experiments_dir)
+
+    @staticmethod
+    def view(experiment_id: str, port: int = 8080, non_blocking: bool = False,
+             experiments_dir: str | Path | None = None) -> Any:
+        """NNI's ``Experiment.view``: serve a stored experiment's web UI."""
+        from torchslim.experiment.nni_api import NNIExperiment
+
+        return NNIExperiment.view(experiment_id, port, non_blocking, experiments_dir)
 
     def __init__(self, search_space: Mapping[str, Any] | None = None,
                  trial_command: str | None = None, *,
@@ -117,6 +160,7 @@ class Experiment:
         """Create the experiment's folder and database (done by :meth:`run` if needed)."""
         if self.id is not None:
             return self.id
+        check_resources(self.config)  # before anything exists: a request we cannot meet
         root = st.default_experiments_dir(self.config.experiments_dir)
         root.mkdir(parents=True, exist_ok=True)
         while True:

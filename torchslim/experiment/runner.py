@@ -205,7 +205,13 @@ class Runner:
             if not self.running:
                 if self.exhausted:
                     return "search space exhausted"
-                return "maxTrialNumber reached"
+                retry = self.service.retry_after()
+                if retry is None or not (self.queue or self._budget_left()):
+                    return "maxTrialNumber reached"
+                # every GPU is busy with other processes (useActiveGpu: false): wait for one
+                for event in self.service.wait(min(retry, self._next_timeout() or retry)):
+                    self._handle(event)
+                continue
             for event in self.service.wait(self._next_timeout()):
                 self._handle(event)
             self._check_timeouts()

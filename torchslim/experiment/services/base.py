@@ -160,6 +160,11 @@ class Service(ABC):
         """Whether resources allow starting a trial wanting ``gpu_number`` GPUs now."""
         return True
 
+    def retry_after(self) -> float | None:
+        """Seconds after which resources that block every trial now may be free (None: they
+        will not be freed by waiting)."""
+        return None
+
     @abstractmethod
     def start(self, spec: TrialSpec) -> int | None:
         """Start a trial; returns its process id when there is one."""

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from torchslim.experiment.gpus import REFRESH_S, Detector, GpuPool, check_gpu_request, detect_gpus
 from torchslim.experiment.procgroup import Reaper, group_alive, signal_group
 from torchslim.experiment.services.base import (
     WAKEUP, LineDecoder, Service, TrialEvent, TrialSpec, call_trial_function,
@@ -35,33 +36,25 @@ class _Running:
     kill_deadline: float | None = None
 
 
-def _visible_gpus() -> list[str]:
-    """GPU indices this process may use (CUDA_VISIBLE_DEVICES, else nvidia-smi)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [g for g in visible.split(",") if g.strip()]
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
-
-
 class LocalService(Service):
     """Runs trials on this machine."""
 
-    def __init__(self, gpu_number: int = 0) -> None:
+    def __init__(self, gpu_number: int = 0, per_gpu: int = 1, use_active_gpu: bool = False,
+                 gpu_indices: list[int] | None = None, detector: Detector = detect_gpus) -> None:
         self.selector = selectors.DefaultSelector()
         self.running: dict[int, _Running] = {}
         self.ready: list[TrialEvent] = []  # events produced outside wait() (abandoned threads)
         # groups whose leader (the trial's shell) exited while members live on
         self.reaper = Reaper()
         # each concurrent trial gets its own GPUs; only looked up when trials want some
-        self.free_gpus = _visible_gpus() if gpu_number > 0 else []
+        gpus = check_gpu_request(gpu_number, 1, per_gpu, gpu_indices, detector)
+        self.gpus = GpuPool(gpus, per_gpu, use_active_gpu, detector)
 
     def can_start(self, gpu_number: int) -> bool:
-        return len(self.free_gpus) >= gpu_number
+        return self.gpus.can_take(gpu_number)
+
+    def retry_after(self) -> float | None:
+        return REFRESH_S if self.gpus.waiting_on_busy() else None
 
     def set_wakeup_fd(self, fd: int) -> None:
         self.selector.register(fd, selectors.EVENT_READ, ("wakeup", None))
@@ -71,8 +64,7 @@ class LocalService(Service):
         read_fd, write_fd = os.pipe()
         entry = _Running(spec, LineDecoder(spec.sequence), read_fd)
         if spec.gpu_number:
-            entry.gpus, self.free_gpus = (self.free_gpus[: spec.gpu_number],
-                                          self.free_gpus[spec.gpu_number:])
+            entry.gpus = self.gpus.take(spec.gpu_number)
         try:
             if spec.function is not None:
                 self._start_thread(entry, write_fd)
@@ -80,7 +72,7 @@ class LocalService(Service):
                 self._start_process(entry, write_fd)
         except BaseException:
             os.close(read_fd)
-            self.free_gpus.extend(entry.gpus)
+            self.gpus.release(entry.gpus)
             raise
         self.running[spec.sequence] = entry
         self.selector.register(read_fd, selectors.EVENT_READ, ("metrics", spec.sequence))
@@ -163,7 +155,7 @@ class LocalService(Service):
     def _finish(self, entry: _Running) -> TrialEvent:
         spec = entry.spec
         del self.running[spec.sequence]
-        self.free_gpus.extend(entry.gpus)
+        self.gpus.release(entry.gpus)
         self._close_fd(entry, "read_fd")
         self._close_fd(entry, "pidfd")
         if entry.proc is None:  # function trial: its own exit message says how it went
@@ -195,7 +187,7 @@ class LocalService(Service):
         if entry.proc is None:
             # a thread cannot be killed: stop listening; it finishes on its own in background
             self.ready.append(TrialEvent(sequence, "exit", None, "abandoned (function trial)"))
-            self.free_gpus.extend(entry.gpus)
+            self.gpus.release(entry.gpus)
             self._close_fd(entry, "read_fd")
             del self.running[sequence]
             return
