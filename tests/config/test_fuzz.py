@@ -177,24 +177,31 @@ class Gen:
                 "target_settings": {"_output_": {"align": align, "granularity": "per_channel"}}}
 
 
+def verdict(model, gen: Gen) -> tuple[str, object, object]:
+    """('ok' | what went wrong, the config_list, the pruner or exception) for one list."""
+    config = gen.config_list()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pruner = L1NormPruner(model, config)
+    except ConfigError as exc:
+        return ("ok" if gen.bad else "a valid config_list was refused"), config, exc
+    except Exception as exc:  # noqa: BLE001 - the point of the check
+        return f"{type(exc).__name__} (not ConfigError): {exc}", config, exc
+    return ("ok" if not gen.bad else f"silently accepted ({gen.bad})"), config, pruner
+
+
 def test_config_fuzz_only_config_errors_and_no_silent_nonsense():
     rng = random.Random(20261128)
     model = LeNet5()
     refused = accepted = compressed = 0
     for i in range(N_LISTS):
         gen = Gen(rng)
-        config = gen.config_list()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                pruner = L1NormPruner(model, config)
-        except ConfigError:
-            assert gen.bad, f"#{i}: a valid config_list was refused: {config!r}"
+        outcome, config, result = verdict(model, gen)
+        assert outcome == "ok", f"#{i}: {outcome}: {config!r}"
+        if isinstance(result, ConfigError):
             refused += 1
             continue
-        except Exception as exc:  # noqa: BLE001 - the point of the test
-            pytest.fail(f"#{i}: {type(exc).__name__} (not ConfigError) for {config!r}: {exc}")
-        assert not gen.bad, f"#{i}: silently accepted ({gen.bad}): {config!r}"
         accepted += 1
         if accepted % 40 == 0 or gen.only_align:  # compress a sample: still only ConfigError
             fresh = LeNet5()

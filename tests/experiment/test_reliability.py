@@ -150,9 +150,11 @@ def test_a_background_child_left_by_a_finished_trial_is_ended(exp_dir, tmp_path,
 
 
 def test_two_concurrent_resumes_run_one_manager(exp_dir, tmp_path):
-    exp = Experiment({"x": torchslim.uniform(0, 1)}, "sleep 0.2; " + _ECHO_FINAL,
+    # long enough (>= 3 s) that the second manager starts while the first runs, even on a
+    # loaded machine
+    exp = Experiment({"x": torchslim.uniform(0, 1)}, "sleep 1.5; " + _ECHO_FINAL,
                      tuner="Random", seed=1, trial_code_directory=tmp_path,
-                     max_trial_number=6, trial_concurrency=2)
+                     max_trial_number=4, trial_concurrency=2)
     exp.create()
     procs = [_spawn_manager(exp.id, exp_dir, stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=60) for p in procs]
@@ -161,7 +163,7 @@ def test_two_concurrent_resumes_run_one_manager(exp_dir, tmp_path):
     loser = next(err for p, (_, err) in zip(procs, outs) if p.returncode == 1)
     assert b"running in another process" in loser
     trials = exp.trials()
-    assert [t.sequence for t in trials] == list(range(6))
+    assert [t.sequence for t in trials] == list(range(4))
     assert all(t.status == st.SUCCEEDED and t.attempts == 1 for t in trials)
 
 
@@ -178,25 +180,28 @@ def test_status_follows_the_lock_not_the_pid(exp_dir, tmp_path):
     assert not manager_running(exp.folder)
 
 
-@pytest.mark.parametrize("tuner", ["Random", "TPE", "Anneal", "Evolution"])
-def test_seeded_tuner_does_not_repeat_points_after_resume(tuner):
-    space = {"x": torchslim.uniform(0, 1), "c": torchslim.choice("a", "b")}
-    args = {"seed": 3} | ({"n_startup_jobs": 2} if tuner in ("TPE", "Anneal") else {})
+def resumed_proposals(tuner: str, space: dict, args: dict, n: int = 5) -> tuple[list, list]:
+    """Raw points of ``n`` trials with results, then of ``n`` more after a restore from them."""
     first = create_tuner(tuner, space, args)
     history = []
-    for seq in range(5):
+    for seq in range(n):
         params, raw = first.generate(seq)
         first.receive(seq, params["x"])
         history.append((seq, raw, params["x"], True))
     resumed = create_tuner(tuner, space, args)
     resumed.restore(history)
-    again = [resumed.generate(seq)[1] for seq in range(5, 10)]
-    keys = {json.dumps(h[1], sort_keys=True) for h in history}
+    return [h[1] for h in history], [resumed.generate(seq)[1] for seq in range(n, 2 * n)]
+
+
+@pytest.mark.parametrize("tuner", ["Random", "TPE", "Anneal", "Evolution"])
+def test_seeded_tuner_does_not_repeat_points_after_resume(tuner):
+    space = {"x": torchslim.uniform(0, 1), "c": torchslim.choice("a", "b")}
+    args = {"seed": 3} | ({"n_startup_jobs": 2} if tuner in ("TPE", "Anneal") else {})
+    before, again = resumed_proposals(tuner, space, args)
+    keys = {json.dumps(r, sort_keys=True) for r in before}
     assert not keys & {json.dumps(r, sort_keys=True) for r in again}
     # and determinism is kept: the same history gives the same continuation
-    other = create_tuner(tuner, space, args)
-    other.restore(history)
-    assert [other.generate(seq)[1] for seq in range(5, 10)] == again
+    assert resumed_proposals(tuner, space, args)[1] == again
 
 
 def test_a_small_space_is_used_up_before_any_repeat():

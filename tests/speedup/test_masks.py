@@ -80,9 +80,22 @@ def test_integer_and_bool_masks_are_accepted():
     assert model.conv1.out_channels == 3
 
 
-def test_a_failure_mid_shrink_restores_model_and_pruner(monkeypatch):
+def _patch_linear(monkeypatch, fn):
+    """Replace the linear shrinker by ``fn``; returns the original."""
     from torchslim.speedup import shrink
 
+    original = shrink.SHRINKERS["linear"]
+    monkeypatch.setitem(shrink.SHRINKERS, "linear", fn)
+    return original
+
+
+def _fails_and_restores(model, masks, before, masks_before, error, match):
+    with pytest.raises(error, match=match):
+        ModelSpeedup(model, X, masks).speedup_model()
+    _assert_untouched(model, before, masks_before)
+
+
+def test_a_failure_mid_shrink_restores_model_and_pruner(monkeypatch):
     model, pruner, masks, masks_before = _masked_lenet()
     before = _state(model)
     params = {n: p for n, p in model.named_parameters()}
@@ -94,11 +107,8 @@ def test_a_failure_mid_shrink_restores_model_and_pruner(monkeypatch):
             raise RuntimeError("boom")
         return original(module, keep)
 
-    original = shrink.SHRINKERS["linear"]
-    monkeypatch.setitem(shrink.SHRINKERS, "linear", explode)
-    with pytest.raises(RuntimeError, match="boom"):
-        ModelSpeedup(model, X, masks).speedup_model()
-    _assert_untouched(model, before, masks_before)
+    original = _patch_linear(monkeypatch, explode)
+    _fails_and_restores(model, masks, before, masks_before, RuntimeError, "boom")
     assert all(p is params[n] for n, p in model.named_parameters())  # same Parameter objects
     # the pruner still enforces its masks: a training step keeps pruned weights at zero
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
@@ -112,8 +122,6 @@ def test_a_failure_mid_shrink_restores_model_and_pruner(monkeypatch):
 
 
 def test_a_mismatch_restores_the_masks_too(monkeypatch):
-    from torchslim.speedup import shrink
-
     model, _, masks, masks_before = _masked_lenet()
     before = _state(model)
 
@@ -121,11 +129,8 @@ def test_a_mismatch_restores_the_masks_too(monkeypatch):
         keep = {s: torch.arange(i.numel()) for s, i in keep.items()}
         return original(module, keep)
 
-    original = shrink.SHRINKERS["linear"]
-    monkeypatch.setitem(shrink.SHRINKERS, "linear", wrong_linear)
-    with pytest.raises(SpeedupError, match="does not match the masked model"):
-        ModelSpeedup(model, X, masks).speedup_model()
-    _assert_untouched(model, before, masks_before)
+    original = _patch_linear(monkeypatch, wrong_linear)
+    _fails_and_restores(model, masks, before, masks_before, SpeedupError, "does not match")
 
 
 def test_load_with_a_model_reads_tensors_only(tmp_path):
