@@ -342,3 +342,17 @@ def _wait_for(predicate, timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
+
+
+def test_a_lock_kept_by_a_dead_managers_forked_child_does_not_count(tmp_path):
+    # between fork and exec a trial holds a copy of the manager's lock; if the manager is
+    # killed right then, the lock outlives it for a moment: the holder's pid settles it
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock = ManagerLock(tmp_path).acquire()
+    try:
+        assert manager_running(tmp_path)
+        lock.path.write_text(f"{dead.pid}\n")  # the holder that wrote its pid is gone
+        assert not manager_running(tmp_path)
+    finally:
+        lock.release()

@@ -255,7 +255,11 @@ def _stop(args: argparse.Namespace) -> int:
         print(f"experiment {args.id} is not running ({info['status']})")
         return 0
     if st.effective_status(info, folder) != "RUNNING":
-        # the runner died without recording it: record the stop; resume re-runs its trials
+        # the runner died without recording it: end the trials it left running (by process
+        # group), record the stop; resume re-runs those trials
+        from torchslim.experiment.procgroup import experiment_groups, terminate_groups
+
+        terminate_groups(experiment_groups(args.id), 3.0)
         with st.ExperimentStore(folder / st.DB_NAME) as store:
             store.update_experiment(status="STOPPED", pid=None, ended=time.time(),
                                     message="stopped (its process was already gone)")

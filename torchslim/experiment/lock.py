@@ -1,9 +1,11 @@
 """One manager per experiment: an exclusive ``flock`` on ``<experiment>/manager.lock``.
 
 The kernel releases the lock the instant the holder dies (even by ``kill -9``, before it
-is reaped), so "is a manager running?" is answered by the lock, never by a pid that may
-be a zombie or reused. Viewers test the lock without taking it for long and without
-writing anything.
+is reaped), so "is a manager running?" is answered by the lock, not by a pid that may be
+a zombie or reused. One subtlety: a trial process the manager is forking holds a copy of
+the lock until it execs, so for that instant the lock can outlive a killed manager; the
+holder's pid written in the file settles it (lock held *and* holder alive). Viewers test
+the lock without taking it for long and without writing anything.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from pathlib import Path
 LOCK_NAME = "manager.lock"
 # a viewer's probe holds a shared lock for microseconds; retry this long before giving up
 _PROBE_RACE_S = 0.25
+# a dead holder's forked child keeps the lock until it execs: wait at most this long for it
+_ORPHAN_WAIT_S = 5.0
 
 
 class ExperimentLocked(Exception):
@@ -39,7 +43,8 @@ class ManagerLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() < give_up:
+                if time.monotonic() < give_up or (
+                        not holder_alive(self.path) and time.monotonic() < give_up + _ORPHAN_WAIT_S):
                     time.sleep(0.01)
                     continue
                 os.close(fd)
@@ -77,7 +82,31 @@ def manager_running(folder: str | os.PathLike[str]) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
+        return holder_alive(path)
     finally:
         os.close(fd)  # also drops the shared lock we may just have taken
     return False
+
+
+def holder_alive(path: Path) -> bool:
+    """Whether the pid the lock holder wrote is a live (non-zombie) process; True when the
+    file holds no pid yet (a holder is writing it)."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return True
+    if not text.isdigit():
+        return True
+    try:
+        stat = Path(f"/proc/{text}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: fall back to signal 0
+        try:
+            os.kill(int(text), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")

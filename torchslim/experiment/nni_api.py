@@ -183,8 +183,11 @@ class NNIExperiment:
         if self.experiments_dir is not None and config.experiments_dir is None:
             config.experiments_dir = str(self.experiments_dir)
         self._exp = Experiment(config=config)
+        self._serve(port, st.default_experiments_dir(config.experiments_dir))  # port taken: no experiment
         self.id = self._exp.create()
-        self._serve(port)
+        if self._server is not None:
+            self._server.default_id = self.id
+            self._announce()
         self._thread = threading.Thread(target=self._manage, name=f"experiment-{self.id}",
                                         daemon=True)
         self._thread.start()
@@ -201,15 +204,18 @@ class NNIExperiment:
         except BaseException as exc:  # reported by run() / get_status(); the thread just ends
             self._error = exc
 
-    def _serve(self, port: int | None) -> None:
+    def _serve(self, port: int | None, root: Path) -> None:
         if port is None:
             return
         from torchslim.experiment.webui.server import make_server
 
-        self._server = make_server("127.0.0.1", port, self._exp.folder.parent, self.id)
+        root.mkdir(parents=True, exist_ok=True)
+        self._server = make_server("127.0.0.1", port, root)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                         name=f"webui-{self.id}", daemon=True).start()
+                         name="webui", daemon=True).start()
+
+    def _announce(self) -> None:
         (self._exp.folder / WEBUI_FILE).write_text(json.dumps({"port": self.port,
                                                                "pid": os.getpid()}))
         print(f"torchslim: experiment {self.id} web UI at {self._server.url}/experiments/{self.id}",
