@@ -196,7 +196,7 @@ def _list(args: argparse.Namespace) -> int:
         limit = info["config"].get("max_trial_number")
         done = sum(v for k, v in counts.items() if k in st.FINISHED_STATUSES)
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(info["created"] or 0))
-        rows.append((info["id"], info["name"] or "", st.effective_status(info),
+        rows.append((info["id"], info["name"] or "", st.effective_status(info, folder),
                      f"{done}/{limit or '∞'}", created))
     if not rows:
         print(f"no experiments in {st.default_experiments_dir(args.experiments_dir)}")
@@ -213,9 +213,11 @@ def _status(args: argparse.Namespace) -> int:
         records = store.trials()
     cfg = info["config"]
     best = _best(records, cfg.get("tuner_args", {}).get("optimize_mode", "maximize"))
-    status = st.effective_status(info)
+    status = st.effective_status(info, store.folder)
     if args.json:
-        print(json.dumps({
+        from torchslim.utils.jsonsafe import dumps
+
+        print(dumps({
             "id": info["id"], "name": info["name"], "status": status, "message": info["message"],
             "pid": info["pid"], "maxTrialNumber": cfg.get("max_trial_number"),
             "trials": [r.to_dict() for r in records],
@@ -252,7 +254,7 @@ def _stop(args: argparse.Namespace) -> int:
     if info["status"] != "RUNNING":
         print(f"experiment {args.id} is not running ({info['status']})")
         return 0
-    if not st.pid_alive(info["pid"], info["host"]):
+    if st.effective_status(info, folder) != "RUNNING":
         # the runner died without recording it: record the stop; resume re-runs its trials
         with st.ExperimentStore(folder / st.DB_NAME) as store:
             store.update_experiment(status="STOPPED", pid=None, ended=time.time(),

@@ -19,8 +19,31 @@ Validator = Callable[[Any, str], Any]
 SELECTOR_KEYS = ("op_types", "op_names", "op_names_re", "exclude_op_names", "exclude_op_types", "exclude")
 
 
-def fail(where: str, key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"{where}: invalid value {value!r} for key '{key}'; allowed: {allowed}")
+class InvalidValue(ConfigError):
+    """A key's value is not allowed. Keeps the parts so the parser can name the key as the user wrote it."""
+
+    def __init__(self, where: str, key: str, value: Any, allowed: str, canonical: str | None = None) -> None:
+        self.where, self.key, self.value, self.allowed, self.canonical = where, key, value, allowed, canonical
+        super().__init__(invalid_value_message(where, key, value, allowed, canonical))
+
+    def as_written(self, key: str) -> "InvalidValue":
+        """The same error naming ``key`` (the user's spelling of this error's canonical key)."""
+        if key == self.key:
+            return self
+        return InvalidValue(self.where, key, self.value, self.allowed, canonical=self.key)
+
+
+def invalid_value_message(where: str, key: str, value: Any, allowed: str, canonical: str | None = None) -> str:
+    """The one wording of a bad value: where, the key and value as written, what is allowed, then
+    the canonical key if the user wrote another spelling."""
+    message = f"{where}: invalid value {value!r} for key '{key}'; allowed: {allowed}"
+    if canonical and canonical != key:
+        message += f" (torchslim's name for '{key}' is '{canonical}')"
+    return message
+
+
+def fail(where: str, key: str, value: Any, allowed: str) -> InvalidValue:
+    return InvalidValue(where, key, value, allowed)
 
 
 def str_list(key: str) -> Validator:
@@ -139,6 +162,50 @@ def granularity(key: str, names: tuple[str, ...] = PRUNING_GRANULARITIES) -> Val
     return check
 
 
+def non_empty_str_list(key: str) -> Validator:
+    as_list = str_list(key)
+
+    def check(value: Any, where: str) -> list[str]:
+        if not as_list(value, where):
+            raise fail(where, key, value, "a non-empty list of strings")
+        return list(value)
+
+    return check
+
+
+def positive_int(key: str) -> Validator:
+    def check(value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise fail(where, key, value, "a positive integer")
+        return value
+
+    return check
+
+
+_ALIGN_KEYS = ("module_name", "target_name", "dims")
+
+
+def align_spec(key: str) -> Validator:
+    """NNI 3.0's ``align``: {'module_name': str | None, 'target_name': str, 'dims': [int]}."""
+    allowed = ("a dict {'module_name': name or None, 'target_name': tensor name, "
+               "'dims': list of ints}")
+
+    def check(value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict) or set(value) - set(_ALIGN_KEYS):
+            raise fail(where, key, value, allowed)
+        module, target, dims = value.get("module_name"), value.get("target_name"), value.get("dims", [0])
+        if module is not None and not isinstance(module, str):
+            raise fail(where, key, value, allowed)
+        if not isinstance(target, str) or not target:
+            raise fail(where, key, value, allowed)
+        if not isinstance(dims, (list, tuple)) or not all(
+                isinstance(d, int) and not isinstance(d, bool) for d in dims):
+            raise fail(where, key, value, allowed)
+        return {"module_name": module, "target_name": target, "dims": list(dims)}
+
+    return check
+
+
 def anything(key: str) -> Validator:
     return lambda value, where: value
 
@@ -189,9 +256,10 @@ _PRUNING_TARGET_KEYS: dict[str, Validator] = {
     "granularity": granularity("granularity"),
     "global_group_id": group_id("global_group_id"),
     "dependency_group_id": group_id("dependency_group_id"),
-    "internal_metric_block": anything("internal_metric_block"),
-    "align": anything("align"),
-    "apply_method": anything("apply_method"),
+    "internal_metric_block": positive_int("internal_metric_block"),
+    "align": align_spec("align"),
+    # masks are multiplied in (NNI's 'mul'); NNI's 'add' (-inf bias for attention) is not ours
+    "apply_method": one_of("apply_method", ("mul",)),
 }
 
 PRUNING = Schema(
@@ -199,7 +267,7 @@ PRUNING = Schema(
     settings={
         **_PRUNING_TARGET_KEYS,
         "max_sparse_ratio": ratio_or_per_name("max_sparse_ratio"),
-        "target_names": str_list("target_names"),
+        "target_names": non_empty_str_list("target_names"),
         "target_settings": anything("target_settings"),  # checked per target by the parser
     },
     target_keys=_PRUNING_TARGET_KEYS,

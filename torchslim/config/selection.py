@@ -9,6 +9,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from torchslim.config.checks import check_align, check_ranges, io_target_problem
 from torchslim.config.parser import ConfigEntry
 from torchslim.errors import ConfigError
 
@@ -70,6 +71,10 @@ def _matches(entry: ConfigEntry, name: str, module: nn.Module, default_types: It
 
 def _check_target(entry: ConfigEntry, name: str, module: nn.Module, target: str) -> None:
     if _IO_TARGET.match(target):
+        problem = io_target_problem(module, target)
+        if problem:
+            raise ConfigError(f"{entry.where}: target {target!r} does not exist for module {name!r} "
+                              f"({type(module).__name__}): {problem}")
         return
     value = getattr(module, target, None)
     if not isinstance(value, torch.Tensor):
@@ -94,6 +99,7 @@ def select_modules(
     default_types = tuple(default_types)
     named = [(n, m) for n, m in model.named_modules() if n]
     module_names = {n for n, _ in named}
+    modules = dict(named)
     selection: Selection = {}
     for entry in entries:
         _check_names(entry, model, module_names)
@@ -113,6 +119,10 @@ def select_modules(
                 merged.update(entry.target_settings.get(target, {}))
                 if isinstance(merged.get("max_sparse_ratio"), dict):  # v2 per-name dict
                     merged["max_sparse_ratio"] = merged["max_sparse_ratio"].get(name, 1.0)
+                # what later entries merged in must still make sense together
+                check_ranges(f"{entry.where} (merged settings of {name!r}.{target})", merged)
+                check_align(f"{entry.where}['target_settings'][{target!r}]", merged.get("align"),
+                            name, modules)
     if not selection:
         raise ConfigError(
             "config_list selects no layer of the model: check 'op_types' / 'op_names' "

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 from torchslim.errors import ConfigError
 from torchslim.experiment.tuners.base import NoMoreTrials
-from torchslim.experiment.tuners.base import Tuner as _CoreTuner
+from torchslim.experiment.tuners.exact import ExactTuner
 
 
 class NoMoreTrialError(Exception):
@@ -96,7 +96,7 @@ def _instantiate(cls: type, args: Mapping[str, Any], key: str) -> Any:
         raise ConfigError(f"{key}.classArgs {dict(args)} do not fit {cls.__name__}: {exc}") from exc
 
 
-class UserTuner(_CoreTuner):
+class UserTuner(ExactTuner):
     """Drives a user's NNI-shaped tuner object."""
 
     def __init__(self, search_space: Any, user: Any) -> None:

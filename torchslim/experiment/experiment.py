@@ -171,7 +171,7 @@ class Experiment:
     @property
     def status(self) -> str:
         with self._read() as store:
-            return st.effective_status(store.experiment())
+            return st.effective_status(store.experiment(), self.folder)
 
     def trials(self, statuses: tuple[str, ...] | None = None) -> list[st.TrialRecord]:
         """Every trial (or those with the given statuses), in sequence order."""

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Mapping
 
 from torchslim.errors import ConfigError
 from torchslim.experiment.store import TrialRecord
+from torchslim.utils import jsonsafe
 
 FORMATS = ("csv", "json")
 _FIXED = ("trialJobId", "sequence", "status", "value", "duration", "startTime", "endTime",
@@ -37,7 +38,7 @@ def export_trials(records: Iterable[TrialRecord], fmt: str,
     rows = mark_pareto([r.to_dict() for r in records], objectives)
     fixed_cols = _FIXED + (("paretoOptimal",) if rows and "paretoOptimal" in rows[0] else ())
     if fmt == "json":
-        return json.dumps(rows, indent=2) + "\n"
+        return jsonsafe.dumps(rows, indent=2) + "\n"  # NaN/inf -> null
     flat_params = [flatten(r["parameter"]) for r in rows]
     param_cols = sorted({k for p in flat_params for k in p})
     out = io.StringIO()
@@ -47,5 +48,5 @@ def export_trials(records: Iterable[TrialRecord], fmt: str,
         value = row["value"].get("default") if isinstance(row["value"], dict) else row["value"]
         fixed = [value if k == "value" else row[k] for k in fixed_cols]
         writer.writerow([*fixed, *(params.get(k, "") for k in param_cols),
-                         json.dumps(row["intermediate"])])
+                         jsonsafe.dumps(row["intermediate"])])
     return out.getvalue()

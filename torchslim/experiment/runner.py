@@ -13,13 +13,15 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
+from torchslim.errors import ConfigError
 from torchslim.experiment import control as ctl
 from torchslim.experiment import live
 from torchslim.experiment import store as st
 from torchslim.experiment.assessor import create_assessor
+from torchslim.experiment.lock import ExperimentLocked, ManagerLock
+from torchslim.experiment.procgroup import experiment_groups, terminate_groups
 from torchslim.experiment.config import ExperimentConfig
 from torchslim.experiment.searchspace import SearchSpace
 from torchslim.experiment.services.base import WAKEUP, Service, TrialEvent, TrialSpec
@@ -30,6 +32,10 @@ Listener = Callable[[str, "Runner", int | None], None]
 # how long a stop waits for killed trials to exit before giving up on them
 _STOP_WAIT_S = 10.0
 _REQUEUE = "REQUEUE"  # forced outcome: the trial goes back to WAITING (stop, deadline)
+# how often the elapsed time is written while running (what a crash can lose of it)
+_CHECKPOINT_S = 1.0
+# grace for leftovers of a crashed manager (SIGTERM, then SIGKILL)
+LEFTOVER_GRACE_S = 3.0
 
 
 def trial_id_for(sequence: int) -> str:
@@ -51,6 +57,7 @@ class _Active:
     history: list[float] = field(default_factory=list)
     final: Any = None
     forced: tuple[str, str] | None = None  # (status, error) decided by the runner
+    invalid: str | None = None  # the trial sent a malformed message: it fails, whatever else
 
 
 class Runner:
@@ -81,6 +88,8 @@ class Runner:
         self.best: tuple[float, int] | None = None  # (value, sequence)
         self.started = time.monotonic()
         self.elapsed_before = 0.0
+        self.checkpointed = 0.0
+        self.lock = ManagerLock(store.folder)
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
@@ -98,12 +107,28 @@ class Runner:
         return self.elapsed_before + time.monotonic() - self.started
 
     def run(self) -> str:
-        """Run to the end; returns the final experiment status."""
+        """Run to the end; returns the final experiment status.
+
+        Holds the experiment's manager lock throughout: a second manager (another
+        ``resume``, another process) is refused with :class:`ConfigError`.
+        """
+        try:
+            self.lock.acquire()
+        except ExperimentLocked:
+            raise ConfigError(f"experiment {self.experiment_id!r} is running in another process "
+                              f"(it holds {self.lock.path}); stop it first") from None
+        try:
+            return self._run_locked()
+        finally:
+            self.lock.release()
+
+    def _run_locked(self) -> str:
         info = self.store.experiment()
         self.elapsed_before = float(info.get("elapsed") or 0.0)
         self.started = time.monotonic()
-        self.store.update_experiment(status="RUNNING", pid=os.getpid(), started=time.time(),
-                                     ended=None, message=None)
+        now = time.time()
+        self.store.update_experiment(status="RUNNING", pid=os.getpid(), started=now,
+                                     heartbeat=now, ended=None, message=None)
         self.service.set_wakeup_fd(self._wake_r)
         restore = self._install_signals()
         status, message = "ERROR", "crashed"
@@ -119,8 +144,9 @@ class Runner:
             self._cancel_running()
             restore()
             self.service.close()
-            self.store.update_experiment(status=status, message=message, pid=None,
-                                         ended=time.time(), elapsed=self.elapsed())
+            now = time.time()
+            self.store.update_experiment(status=status, message=message, pid=None, ended=now,
+                                         heartbeat=now, elapsed=self.elapsed())
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._emit("end")
@@ -145,20 +171,24 @@ class Runner:
         return restore
 
     def _restore(self) -> None:
-        """Teach the tuner and assessor what earlier runs found; re-queue unfinished trials."""
+        """Teach the tuner and assessor what earlier runs found; re-queue unfinished trials.
+
+        Trials a crashed manager left running are ended first, by process group (found by
+        the experiment id in their environment; we hold the lock, so nobody else owns them).
+        """
+        terminate_groups(experiment_groups(self.experiment_id), LEFTOVER_GRACE_S)
+        history = []
         for rec in self.store.trials(statuses=st.FINISHED_STATUSES):
-            self.tuner.observe(rec.sequence, rec.raw)
-            self.tuner.receive(rec.sequence, self.tuner_feedback(rec.status, rec.metric,
-                                                                 rec.intermediate))
+            value = self.tuner_feedback(rec.status, rec.metric, rec.intermediate)
+            history.append((rec.sequence, rec.raw, value, True))
             if self.assessor:
                 self.assessor.trial_end(rec.intermediate, rec.status == st.SUCCEEDED)
             self._count(rec.status, rec.sequence, rec.value)
             self.imported += rec.status == st.SUCCEEDED and rec.attempts == 0
-        _kill_leftovers(self.store.trials(statuses=(st.RUNNING,), with_intermediate=False),
-                        self.experiment_id)
         for rec in self.store.requeue_unfinished():
-            self.tuner.observe(rec.sequence, rec.raw)
+            history.append((rec.sequence, rec.raw, None, False))
             self.queue.append(rec)
+        self.tuner.restore(sorted(history, key=lambda item: item[0]))
         self.count = self.store.count()
         live.poll(self)  # commands sent while no manager ran
 
@@ -179,12 +209,22 @@ class Runner:
             for event in self.service.wait(self._next_timeout()):
                 self._handle(event)
             self._check_timeouts()
+            self._checkpoint()
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Persist the elapsed time (so maxExperimentDuration survives a crash)."""
+        now = time.monotonic()
+        if force or now - self.checkpointed >= _CHECKPOINT_S:
+            self.checkpointed = now
+            self.store.update_experiment(elapsed=self.elapsed(), heartbeat=time.time())
 
     def _next_timeout(self) -> float | None:
         now = time.monotonic()
         deadlines = [a.deadline for a in self.running.values() if a.deadline and not a.forced]
         if self.config.max_experiment_duration:
             deadlines.append(now + self.config.max_experiment_duration - self.elapsed())
+        if self.running:
+            deadlines.append(self.checkpointed + _CHECKPOINT_S)
         # look at the control channel now and then (commands arrive through the database)
         timeout = ctl.POLL_S
         if deadlines:
@@ -243,7 +283,15 @@ class Runner:
         active = self.running.get(event.sequence)
         if event.sequence == WAKEUP or active is None:
             return
-        if event.kind == "intermediate":
+        try:
+            self._apply(active, event)
+        except (TypeError, ValueError) as exc:  # whatever a trial sends, it fails alone
+            self._refuse(active, f"invalid {event.kind} message from the trial: {exc}")
+
+    def _apply(self, active: _Active, event: TrialEvent) -> None:
+        if event.kind == "invalid":
+            self._refuse(active, event.error or "invalid message")
+        elif event.kind == "intermediate":
             value = self.normalise_metric(event.value)
             active.history.append(metric_value(value))
             self.store.add_intermediate(event.sequence, len(active.history) - 1, value)
@@ -258,14 +306,23 @@ class Runner:
         elif event.kind == "exit":
             self._finish(active, event)
 
+    def _refuse(self, active: _Active, reason: str) -> None:
+        """The trial sent something invalid: it fails with the reason and is ended."""
+        if active.invalid is None:
+            active.invalid = reason
+            self.service.kill(active.spec.sequence)
+
     def _finish(self, active: _Active, event: TrialEvent) -> None:
         seq = active.spec.sequence
         del self.running[seq]
-        if active.forced and active.forced[0] == _REQUEUE:
+        if active.forced and active.forced[0] == _REQUEUE and active.invalid is None:
             self.store.requeue_unfinished()  # only this one can be RUNNING now
             return
         ok = event.value == 0 and event.error is None
-        if active.forced and not (ok and active.final is not None):
+        if active.invalid is not None:
+            status, error = st.FAILED, active.invalid
+            active.final = None
+        elif active.forced and not (ok and active.final is not None):
             status, error = active.forced
         else:
             status, error = (st.SUCCEEDED if ok else st.FAILED), event.error
@@ -351,20 +408,3 @@ def objective_values(metric: Any, objectives: list[dict[str, str]] | None) -> li
     except (KeyError, TypeError, ValueError):
         return None
 
-
-def _kill_leftovers(records: list[st.TrialRecord], experiment_id: str) -> None:
-    """Kill trial processes a crashed runner left behind (only if they are really ours)."""
-    for rec in records:
-        if not rec.pid:
-            continue
-        try:
-            environ = Path(f"/proc/{rec.pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        mine = {f"TORCHSLIM_TRIAL_ID={rec.trial_id}".encode(),
-                f"TORCHSLIM_EXPERIMENT_ID={experiment_id}".encode()}
-        if mine <= set(environ):
-            try:
-                os.killpg(rec.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass

@@ -34,7 +34,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiment (
     id TEXT PRIMARY KEY, name TEXT, config TEXT NOT NULL, status TEXT NOT NULL,
     message TEXT, pid INTEGER, host TEXT, created REAL, started REAL, ended REAL,
-    elapsed REAL NOT NULL DEFAULT 0
+    elapsed REAL NOT NULL DEFAULT 0, heartbeat REAL
 );
 CREATE TABLE IF NOT EXISTS trials (
     sequence INTEGER PRIMARY KEY, trial_id TEXT UNIQUE NOT NULL, status TEXT NOT NULL,
@@ -133,7 +133,14 @@ class ExperimentStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_SCHEMA)
+            self._migrate()
         self.conn.row_factory = sqlite3.Row
+
+    def _migrate(self) -> None:
+        """Add columns newer versions write to a database an older version created."""
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(experiment)")}
+        if "heartbeat" not in columns:  # when `elapsed` was last written (while running)
+            self.conn.execute("ALTER TABLE experiment ADD COLUMN heartbeat REAL")
 
     @property
     def folder(self) -> Path:
@@ -275,11 +282,21 @@ def pid_alive(pid: int | None, host: str | None = None) -> bool:
     return True
 
 
-def effective_status(info: dict[str, Any]) -> str:
-    """The experiment status, with RUNNING shown as INTERRUPTED when its process is gone."""
-    if info["status"] == "RUNNING" and not pid_alive(info["pid"], info.get("host")):
-        return "INTERRUPTED"
-    return info["status"]
+def effective_status(info: dict[str, Any], folder: str | os.PathLike[str] | None = None) -> str:
+    """The experiment status, with RUNNING shown as INTERRUPTED when no manager runs it.
+
+    With the experiment's ``folder``, "runs" means "holds the manager lock" (exact, even
+    right after a ``kill -9``); without it, the stored pid is checked.
+    """
+    if info["status"] != "RUNNING":
+        return info["status"]
+    if folder is not None:
+        from torchslim.experiment.lock import manager_running
+
+        alive = manager_running(folder)
+    else:
+        alive = pid_alive(info["pid"], info.get("host"))
+    return "RUNNING" if alive else "INTERRUPTED"
 
 
 def iter_experiments(experiments_dir: str | os.PathLike[str] | None = None

@@ -129,15 +129,54 @@ def get_current_parameter(tag: str | None = None) -> Any:
     return params if tag is None else params[tag]
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with numpy / torch scalars turned into Python numbers (via ``.item()``),
+    so ``np.float32(0.9)`` or a 0-d tensor is a result like ``0.9``."""
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, (int, float)):  # also numpy's float64, a float subclass
+        return float(value) if isinstance(value, float) else int(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError, RuntimeError):  # e.g. an array of many values
+            return value
+    return value
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_all_finite(v) for v in value)
+    return True
+
+
 def _check_metric(value: Any, what: str) -> Any:
     def number(x: Any) -> bool:
         return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
+    value = _plain(value)
     if number(value):
-        return float(value) if isinstance(value, float) else value
+        return value
     if isinstance(value, dict) and (number(value.get("default")) or (
             "default" not in value and any(number(v) for v in value.values()))):
-        return value  # without 'default': the experiment's objectives name the numbers
+        # without 'default': the experiment's objectives name the numbers
+        if not _all_finite(value):
+            raise ValueError(f"{what}: every number in the dict must be finite (JSON has no "
+                             f"NaN/inf), got {value!r}")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{what}: the dict must hold JSON data only ({exc})") from None
+        return value
     raise ValueError(f"{what} must be a finite number or a dict with a numeric 'default' key "
                      f"(or of numeric objectives), got {value!r}")
 

@@ -13,12 +13,15 @@ import torch
 from torch import nn
 
 from torchslim.config import resolve_config
+from torchslim.config.checks import check_pruning_targets, no_mask_reason
 from torchslim.config.schema import Validator
+from torchslim.errors import ConfigError
 from torchslim.masking import MaskKeeper, attach_masks, get_masks as module_masks, masked_targets, strip_masks
 from torchslim.pruning.allocation import Candidate, allocate
 from torchslim.pruning.granularity import block_sizes, channel_dim, expand_mask, is_structured
 from torchslim.pruning.importance import ScoreContext, Scorer, get_importance
 from torchslim.utils.inputs import example_input
+from torchslim.utils.legacy import NNIBoundary
 
 Masks = dict[str, dict[str, torch.Tensor]]
 
@@ -51,7 +54,7 @@ class LayerInfo:
         return masks.get("weight", torch.ones_like(self.module.weight))
 
 
-class Pruner:
+class Pruner(NNIBoundary):
     """Base class of all pruners.
 
     Parameters
@@ -64,6 +67,7 @@ class Pruner:
         adds, concat) share channel choices, traced on ``dummy_input``.
     """
 
+    nni_adapter = "torchslim.pruning.nni:pruner_call"  # NNI's call forms are translated there first
     default_importance: str | Scorer = "l1"
     default_granularity: Any = "out_channel"
     # algorithm-specific config keys (name -> validator)
@@ -98,6 +102,7 @@ class Pruner:
         self.dummy_input = dummy_input
         self.scorer: Scorer = get_importance(importance or self.default_importance)
         self.settings = resolve_config(model, config_list, "pruning", extra_keys=self.extra_config_keys)
+        check_pruning_targets(self.settings)
         self._modules = dict(model.named_modules())
         self._keeper: MaskKeeper | None = None
 
@@ -140,7 +145,11 @@ class Pruner:
     def compress(self) -> CompressResult:
         """Compute masks and attach them; returns ``(model, masks)``."""
         self.update_masks()
-        return CompressResult(self.model, self.get_masks())
+        masks = self.get_masks()
+        if not masks:  # a config that prunes nothing is a mistake, not a result
+            raise ConfigError(f"{type(self).__name__}.compress() produced no mask: "
+                              f"{no_mask_reason(self.settings)}")
+        return CompressResult(self.model, masks)
 
     def update_masks(self) -> Masks:
         """One pruning step at the current settings (schedules call this repeatedly)."""

@@ -5,10 +5,9 @@ loop through the evaluator for ``training_steps`` optimizer steps, then scores a
 like any pruner. Inside a schedule (AGP, linear, lottery ticket) the collector stays on
 while the schedule trains, and each pruning step uses what was gathered since the last.
 
-Both NNI forms are accepted::
-
-    TaylorPruner(model, config_list, evaluator, training_steps=100)              # 3.0
-    TaylorFOWeightPruner(model, config_list, optimizer, trainer, criterion, 1)   # v2
+The form is NNI 3.0's ``TaylorPruner(model, config_list, evaluator, training_steps=100)``;
+v2's ``(model, config_list, optimizer, trainer, criterion, batches)`` is translated by
+:mod:`torchslim.pruning.nni`.
 """
 from __future__ import annotations
 
@@ -27,33 +26,13 @@ from torchslim.pruning.progress import TargetRatios, cubic, train_hooked
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
 
-def _legacy_form(evaluator: Any, training_steps: Any, legacy: Sequence[Any]) -> tuple[dict[str, Any], Any]:
-    """Sort NNI v2 positional arguments into (optimizer, trainer, criterion) and a step count.
-
-    v2.0–2.4: ``(model, config_list, optimizer, trainer, criterion, batches)``;
-    v2.5+: ``(model, config_list, trainer, traced_optimizer, criterion, batches)``.
-    """
-    if isinstance(evaluator, torch.optim.Optimizer):
-        rest = [training_steps, *legacy]
-        names = ("trainer", "criterion")
-        parts = {"optimizer": evaluator, **dict(zip(names, rest))}
-        return parts, rest[2] if len(rest) > 2 else None
-    if callable(evaluator) and not isinstance(evaluator, Evaluator):
-        rest = [training_steps, *legacy]
-        parts = {"trainer": evaluator, **dict(zip(("optimizer", "criterion"), rest))}
-        return parts, rest[2] if len(rest) > 2 else None
-    if legacy:
-        raise TypeError(f"unexpected positional arguments {legacy!r} after training_steps")
-    return {}, training_steps
-
-
 class DataPruner(Pruner):
     """A pruner whose importance needs training statistics (any data scorer, by name).
 
     Parameters
     ----------
     model, config_list: as for every pruner.
-    evaluator: a :class:`torchslim.TorchEvaluator` (or v2's optimizer, trainer, criterion).
+    evaluator: a :class:`torchslim.TorchEvaluator`.
     training_steps: optimizer steps of the user's loop run to gather statistics.
     importance: a registered data scorer ('taylor', 'apoz', 'mean_activation', ...).
     """
@@ -67,25 +46,13 @@ class DataPruner(Pruner):
         config_list: Sequence[Mapping[str, Any]],
         evaluator: Any = None,
         training_steps: int | None = None,
-        *legacy: Any,
-        optimizer: Any = None,
-        trainer: Callable[..., Any] | None = None,
-        criterion: Any = None,
-        training_batches: int | None = None,
-        sparsifying_training_batches: int | None = None,
+        *,
         dummy_input: Any = None,
         **kwargs: Any,
     ) -> None:
-        parts, steps = _legacy_form(evaluator, training_steps, legacy)
-        if parts:
-            evaluator = None
-            optimizer, trainer, criterion = (parts.get(k, v) for k, v in
-                                            (("optimizer", optimizer), ("trainer", trainer), ("criterion", criterion)))
-        evaluator = as_evaluator(evaluator, optimizer=optimizer, trainer=trainer, criterion=criterion,
-                                 dummy_input=dummy_input)
+        evaluator = as_evaluator(evaluator)
         super().__init__(model, config_list, evaluator, dummy_input=dummy_input, **kwargs)
-        self.training_steps = int(steps or training_batches or sparsifying_training_batches
-                                  or self.default_training_steps)
+        self.training_steps = int(training_steps or self.default_training_steps)
         if self.evaluator is not None:
             self.evaluator.bind_model(model)
         self._collector: Collector | None = None
@@ -152,10 +119,6 @@ class TaylorPruner(DataPruner):
     expansion ``(w * dL/dw)^2`` averaged over ``training_steps`` (Molchanov et al., 2019)."""
 
     default_importance = "taylor"
-
-
-TaylorFOWeightPruner = TaylorPruner
-TaylorFOWeightFilterPruner = TaylorPruner
 
 
 class _ActivationPruner(DataPruner):
@@ -312,5 +275,5 @@ class MovementPruner(DataPruner):
 
 __all__ = [
     "ActivationAPoZRankPruner", "ActivationMeanRankPruner", "DataPruner", "MovementPruner", "SlimPruner",
-    "TaylorFOWeightFilterPruner", "TaylorFOWeightPruner", "TaylorPruner",
+    "TaylorPruner",
 ]

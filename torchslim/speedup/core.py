@@ -22,6 +22,7 @@ from torchslim.errors import SpeedupError
 from torchslim.graph.engine import Context, analyze_part, no_gc
 from torchslim.graph.trace import _call, trace_model
 from torchslim.speedup.report import LayerRow, SpeedupReport
+from torchslim.speedup.masks import RestorePoint, validate_masks
 from torchslim.speedup.serialize import record_spec
 from torchslim.speedup.shrink import SHRINKERS
 from torchslim.speedup.verify import OutputRecorder, chan_kept, close, first_divergence, flat_tensors, max_error
@@ -82,9 +83,14 @@ class ModelSpeedup:
         was_training = model.training
         model.eval()
         report = SpeedupReport()
+        restore_point = RestorePoint(model)
         try:
             with no_gc():
                 self._run(model, report)
+        except BaseException:
+            # whatever failed, the model and the masks its pruner attached are as they were
+            restore_point.restore()
+            raise
         finally:
             model.train(was_training)
         self.report = report
@@ -184,13 +190,7 @@ def _load_masks(model: nn.Module, masks: Masks | str | Path | None) -> dict[str,
         masks = {n: get_masks(m) for n, m in model.named_modules() if get_masks(m)}
     elif isinstance(masks, (str, Path)):
         masks = torch.load(masks, map_location="cpu", weights_only=True)
-    out: dict[str, dict[str, torch.Tensor]] = {}
-    modules = dict(model.named_modules())
-    for name, targets in masks.items():
-        if name not in modules:
-            raise SpeedupError(f"masks name module '{name}', which the model does not have")
-        out[name] = {t.removesuffix("_mask"): m.detach().cpu() for t, m in targets.items() if m is not None}
-    return out
+    return validate_masks(model, masks)  # before anything is touched
 
 
 @torch.no_grad()

@@ -1,13 +1,16 @@
 """Save and load a shrunk model in one call each (no masks, no re-running speedup).
 
-The file holds the whole module (``torch.save``), its ``state_dict`` and a *shape spec*:
-for every shrunk layer its kind and new channel counts. ``load(path)`` returns the pickled
-module; ``load(path, model=fresh_model)`` resizes a freshly built model of the same
-architecture from the spec and loads the weights into it, which also works when the
-model's classes cannot be unpickled (e.g. they moved).
+The file holds the model's ``state_dict``, a *shape spec* (for every shrunk layer its kind
+and new channel counts) and, separately, the pickled module. ``load(path, model=fresh)``
+reads only tensors and plain data (``torch.load(weights_only=True)``: a crafted file cannot
+run code), resizes a freshly built model of the same architecture from the spec and loads
+the weights; the model's classes need not be importable from where they were saved.
+``load(path, weights_only=False)`` unpickles the saved module itself: trusted files only.
 """
 from __future__ import annotations
 
+import io
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +31,41 @@ def record_spec(model: nn.Module, layers: dict[str, tuple[str, dict[str, int], i
 
 
 def save(model: nn.Module, path: str | Path) -> None:
-    """Write the shrunk model (module, weights and shape spec) to ``path``."""
-    torch.save({"format": FORMAT, "model": model, "state_dict": model.state_dict(),
-                "spec": getattr(model, SPEC_ATTR, {})}, path)
+    """Write the shrunk model (weights, shape spec and the pickled module) to ``path``."""
+    pickled = io.BytesIO()
+    torch.save(model, pickled)
+    torch.save({"format": FORMAT, "state_dict": model.state_dict(),
+                "spec": getattr(model, SPEC_ATTR, {}), "module": pickled.getvalue()}, path)
 
 
-def load(path: str | Path, model: nn.Module | None = None, map_location: Any = "cpu") -> nn.Module:
+def load(path: str | Path, model: nn.Module | None = None, map_location: Any = "cpu", *,
+         weights_only: bool = True) -> nn.Module:
     """Load a model written by :func:`save`.
 
-    Without ``model`` the pickled module is returned (only load files you trust: this
-    unpickles Python objects). With ``model`` (a fresh, unpruned instance of the same
-    architecture) its layers are resized from the shape spec and the weights loaded.
+    With ``model`` (a fresh, unpruned instance of the same architecture) its layers are
+    resized from the shape spec and the weights loaded; only tensors and plain data are
+    read. Without ``model``, pass ``weights_only=False`` to get the pickled module back:
+    unpickling runs code from the file, so only do it for files you trust.
     """
-    if model is None:
+    if model is None and weights_only:
+        raise ValueError(f"load({str(path)!r}) without model= would unpickle the saved module, "
+                         f"which can run code from the file; pass model=<fresh instance of the "
+                         f"architecture> (safe), or weights_only=False for a file you trust")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if weights_only:
+            raise ValueError(f"{str(path)!r} holds more than tensors and plain data (a file from "
+                             f"an older torchslim, or not ours); load it with "
+                             f"weights_only=False only if you trust it ({exc})") from None
         blob = torch.load(path, map_location=map_location, weights_only=False)
-        return blob["model"]
-    blob = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not a file written by torchslim.speedup.save")
+    if model is None:
+        if "module" not in blob:  # an older file: the module is pickled in place
+            return blob["model"]
+        return torch.load(io.BytesIO(blob["module"]), map_location=map_location,
+                          weights_only=False)
     apply_spec(model, blob["spec"])
     model.load_state_dict(blob["state_dict"])
     return model

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from torchslim.experiment import trial as trial_api
+from torchslim.experiment.messages import MAX_LINE_BYTES, MessageError, parse_message
 
 # the folder holding the torchslim package: trials import the same torchslim as the runner
 _PACKAGE_ROOT = str(Path(trial_api.__file__).resolve().parents[2])
@@ -68,8 +69,9 @@ class TrialSpec:
 
 @dataclass
 class TrialEvent:
-    """Something a trial did: ``intermediate`` / ``final`` (value = metric) or ``exit``
-    (value = exit code, None when unknown; error = why it failed)."""
+    """Something a trial did: ``intermediate`` / ``final`` (value = metric), ``exit``
+    (value = exit code, None when unknown; error = why it failed) or ``invalid`` (it sent
+    a malformed message; error = why)."""
 
     sequence: int
     kind: str
@@ -89,20 +91,27 @@ class LineDecoder:
     exit_event: TrialEvent | None = None  # a function trial's own exit message
 
     def feed(self, data: bytes) -> list[TrialEvent]:
+        """Events of the complete lines in ``data``; a bad line becomes an ``invalid`` event
+        (the runner fails the trial with its reason), never an exception."""
         self.buffer += data
         *lines, self.buffer = self.buffer.split(b"\n")
         out = []
+        if len(self.buffer) > MAX_LINE_BYTES:
+            lines.append(self.buffer)  # refused by parse_message for its length
+            self.buffer = b""
         for line in lines:
+            if not line.strip():
+                continue
             try:
-                message = json.loads(line)
-                kind = message["type"]
-            except (ValueError, KeyError, TypeError):
-                continue  # a stray write into the pipe is not a result
+                kind, value, error = parse_message(line)
+            except MessageError as exc:
+                out.append(TrialEvent(self.sequence, "invalid", None,
+                                      f"invalid message from the trial: {exc}"))
+                continue
             if kind == "exit":
-                self.exit_event = TrialEvent(self.sequence, "exit", message.get("code"),
-                                             message.get("error"))
-            elif kind in ("intermediate", "final"):
-                out.append(TrialEvent(self.sequence, kind, message.get("value")))
+                self.exit_event = TrialEvent(self.sequence, "exit", value, error)
+            else:
+                out.append(TrialEvent(self.sequence, kind, value))
         return out
 
 

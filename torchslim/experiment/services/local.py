@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from torchslim.experiment.procgroup import Reaper, group_alive, signal_group
 from torchslim.experiment.services.base import (
     WAKEUP, LineDecoder, Service, TrialEvent, TrialSpec, call_trial_function,
 )
@@ -54,6 +55,8 @@ class LocalService(Service):
         self.selector = selectors.DefaultSelector()
         self.running: dict[int, _Running] = {}
         self.ready: list[TrialEvent] = []  # events produced outside wait() (abandoned threads)
+        # groups whose leader (the trial's shell) exited while members live on
+        self.reaper = Reaper()
         # each concurrent trial gets its own GPUs; only looked up when trials want some
         self.free_gpus = _visible_gpus() if gpu_number > 0 else []
 
@@ -122,6 +125,8 @@ class LocalService(Service):
     def wait(self, timeout: float | None) -> list[TrialEvent]:
         events, self.ready = self.ready, []
         deadlines = [e.kill_deadline for e in self.running.values() if e.kill_deadline]
+        if self.reaper.next_deadline() is not None:
+            deadlines.append(self.reaper.next_deadline())
         if deadlines:
             until = max(min(deadlines) - time.monotonic(), 0.0)
             timeout = until if timeout is None else min(timeout, until)
@@ -135,6 +140,7 @@ class LocalService(Service):
             elif seq in self.running:
                 events.extend(self._on_ready(kind, self.running[seq]))
         self._escalate_kills()
+        self.reaper.tick()
         return events
 
     def _on_ready(self, kind: str, entry: _Running) -> list[TrialEvent]:
@@ -164,6 +170,11 @@ class LocalService(Service):
             return entry.decoder.exit_event or TrialEvent(spec.sequence, "exit", None,
                                                           "function trial ended without status")
         code = entry.proc.wait()
+        pgid = entry.proc.pid
+        if group_alive(pgid):
+            # the shell is gone but something it started is not: that is still this trial,
+            # and it must not outlive it (SIGTERM now, SIGKILL when the grace is up)
+            self.reaper.terminate(pgid, KILL_GRACE_S, entry.kill_deadline)
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
             return TrialEvent(spec.sequence, "exit", code, f"killed by signal {name}")
@@ -188,32 +199,27 @@ class LocalService(Service):
             self._close_fd(entry, "read_fd")
             del self.running[sequence]
             return
-        _signal_group(entry.proc.pid, signal.SIGTERM)
-        entry.kill_deadline = time.monotonic() + KILL_GRACE_S
+        signal_group(entry.proc.pid, signal.SIGTERM)
+        if entry.kill_deadline is None:
+            entry.kill_deadline = time.monotonic() + KILL_GRACE_S
 
     def _escalate_kills(self) -> None:
         now = time.monotonic()
         for entry in self.running.values():
             if entry.kill_deadline is not None and now >= entry.kill_deadline and entry.proc:
-                _signal_group(entry.proc.pid, signal.SIGKILL)
+                signal_group(entry.proc.pid, signal.SIGKILL)
                 entry.kill_deadline = None
 
     def close(self) -> None:
         for seq in list(self.running):
             entry = self.running.pop(seq)
             if entry.proc is not None:
-                _signal_group(entry.proc.pid, signal.SIGKILL)
+                signal_group(entry.proc.pid, signal.SIGKILL)
                 entry.proc.wait()
             self._close_fd(entry, "read_fd")
             self._close_fd(entry, "pidfd")
+        self.reaper.finish()
         self.selector.close()
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)  # the trial's session: its shell and everything it started
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _read(fd: int | None, drain: bool = False) -> bytes:

@@ -4,12 +4,13 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from torchslim.errors import ConfigError
-from torchslim.experiment.tuners.base import NoMoreTrials, Tuner
+from torchslim.experiment.tuners.base import NoMoreTrials
+from torchslim.experiment.tuners.exact import ExactTuner
 
 KEY = "combine_params"
 
 
-class BatchTuner(Tuner):
+class BatchTuner(ExactTuner):
     """The search space is ``{"combine_params": {"_type": "choice", "_value": [cfg, ...]}}``;
     trial ``i`` gets ``cfg[i]`` itself as its parameters (as NNI does)."""
 

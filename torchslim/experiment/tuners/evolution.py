@@ -23,6 +23,10 @@ class EvolutionTuner(Tuner):
         self.population: list[tuple[float, dict[str, Any]]] = []
         self.proposed = 0
 
+    def observe(self, sequence: int, raw: Mapping[str, Any]) -> dict[str, Any]:
+        self.proposed += 1  # a replayed individual counts toward the random start
+        return super().observe(sequence, raw)
+
     def _propose(self, sequence: int) -> tuple[dict[str, Any], dict[str, Any]]:
         self.proposed += 1
         if len(self.population) < 2 or self.proposed <= self.population_size:

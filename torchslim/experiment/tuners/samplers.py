@@ -36,7 +36,7 @@ class GPTuner(OptunaTuner):
 
     def _sampler(self) -> Any:
         return _quiet(lambda: self.optuna.samplers.GPSampler(
-            seed=self.seed, n_startup_trials=self.cold_start_num,
+            seed=self.sampler_seed, n_startup_trials=self.cold_start_num,
             warn_independent_sampling=False))
 
 
@@ -84,10 +84,10 @@ class CMAESTuner(OptunaTuner):
     def _sampler(self) -> Any:
         optuna = self.optuna
         return _quiet(lambda: optuna.samplers.CmaEsSampler(
-            seed=self.seed, n_startup_trials=self.n_startup_jobs, popsize=self.popsize,
+            seed=self.sampler_seed, n_startup_trials=self.n_startup_jobs, popsize=self.popsize,
             sigma0=self.sigma0, restart_strategy=self.restart_strategy,
             warn_independent_sampling=False,
-            independent_sampler=optuna.samplers.RandomSampler(seed=self.seed)))
+            independent_sampler=optuna.samplers.RandomSampler(seed=self.sampler_seed)))
 
 
 class MultiObjectiveTuner(OptunaTuner):
@@ -105,7 +105,7 @@ class MultiObjectiveTuner(OptunaTuner):
         self.objectives = [dict(o) for o in objectives]
         super().__init__(search_space, optimize_mode or self.objectives[0]["direction"], seed)
 
-    def _study(self) -> Any:
+    def _new_study(self) -> Any:
         return self.optuna.create_study(
             directions=[o["direction"] for o in self.objectives], sampler=self._sampler())
 
@@ -135,7 +135,7 @@ class NSGA2Tuner(MultiObjectiveTuner):
 
     def _sampler(self) -> Any:
         return self.optuna.samplers.NSGAIISampler(population_size=self.population_size,
-                                                  seed=self.seed)
+                                                  seed=self.sampler_seed)
 
 
 class MOTPETuner(MultiObjectiveTuner):
@@ -153,4 +153,4 @@ class MOTPETuner(MultiObjectiveTuner):
 
     def _sampler(self) -> Any:
         return _quiet(lambda: self.optuna.samplers.TPESampler(
-            seed=self.seed, n_startup_trials=self.n_startup_jobs, multivariate=True))
+            seed=self.sampler_seed, n_startup_trials=self.n_startup_jobs, multivariate=True))

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from torchslim.errors import require
 from torchslim.experiment.searchspace import SearchSpace
-from torchslim.experiment.tuners.base import Tuner
+from torchslim.experiment.tuners.base import Tuner, point_key
 
 
 class OptunaSuggester:
@@ -40,15 +40,31 @@ class OptunaTuner(Tuner):
         super().__init__(search_space, optimize_mode, seed)
         self.optuna = require("optuna", "experiment", self.feature)
         self.optuna.logging.set_verbosity(self.optuna.logging.WARNING)
-        self.study = self._study()
+        self.sampler_seed = seed
+        self.study = self._new_study()
         self.trials: dict[int, Any] = {}
 
-    def _study(self) -> Any:
-        return self.optuna.create_study(direction="minimize",  # we always pass the loss
-                                        sampler=self._sampler())
+    def _new_study(self) -> Any:
+        return self.optuna.create_study(
+            direction="minimize", sampler=self._sampler())  # we always pass the loss
 
     def _sampler(self) -> Any:
-        return self.optuna.samplers.RandomSampler(seed=self.seed)
+        return self.optuna.samplers.RandomSampler(seed=self.sampler_seed)
+
+    def _reseed(self, seed: str) -> None:
+        # a fresh study on a history-dependent seed; restore() then replays the history
+        super()._reseed(seed)
+        self.sampler_seed = self.rng.randrange(2**32)
+        self.study = self._new_study()
+        self.trials.clear()
+
+    def _discard(self, sequence: int) -> None:
+        trial = self.trials.pop(sequence, None)
+        if trial is not None:  # a duplicate: not a result, so not a failure either
+            self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
+
+    def _fixed(self, sequence: int, raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self._ask(sequence, enqueue=raw)
 
     def _ask(self, sequence: int, enqueue: Mapping[str, Any] | None = None
              ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -65,6 +81,7 @@ class OptunaTuner(Tuner):
         # Optuna replays an enqueued point on the next ask: the study learns it as its own
         params, raw = self._ask(sequence, enqueue=raw)
         self.pending[sequence] = raw
+        self.seen.add(point_key(raw))
         return params
 
     def _learn(self, sequence: int, raw: dict[str, Any], loss: float | None) -> None:
@@ -102,7 +119,7 @@ class TPETuner(OptunaTuner):
             # multivariate/group/constant_liar are "experimental" in Optuna: fine for us
             warnings.simplefilter("ignore")
             return self.optuna.samplers.TPESampler(
-                seed=self.seed, n_startup_trials=self.n_startup_jobs,
+                seed=self.sampler_seed, n_startup_trials=self.n_startup_jobs,
                 multivariate=self.multivariate, group=self.multivariate,
                 constant_liar=self.constant_liar,
             )

@@ -16,7 +16,6 @@ writer). Routes:
 from __future__ import annotations
 
 import errno
-import json
 import math
 import re
 import sqlite3
@@ -31,6 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from torchslim.errors import ConfigError
 from torchslim.experiment import store as st
 from torchslim.experiment.webui import control_api
+from torchslim.utils.jsonsafe import dumps, finite
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LOG_TAIL_BYTES = 64 * 1024  # default log tail; ?bytes= may ask for up to LOG_TAIL_MAX
@@ -54,18 +54,6 @@ class HttpError(Exception):
 
 # ---- data (pure functions of a read-only store) ---------------------------------------
 
-def _finite(value: Any) -> Any:
-    """``value`` with NaN/inf replaced by None: JSON has no such numbers and browsers'
-    JSON.parse rejects Python's ``NaN``."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def optimize_mode(config: dict[str, Any]) -> str:
     return (config.get("tuner_args") or {}).get("optimize_mode", "maximize")
 
@@ -82,10 +70,11 @@ def experiment_summary(store: st.ExperimentStore, with_config: bool = False) -> 
     done = [r for r in records if r.status == st.SUCCEEDED and r.value is not None
             and math.isfinite(r.value)]
     best = (max if mode == "maximize" else min)(done, key=lambda r: r.value) if done else None
-    status = st.effective_status(info)
+    status = st.effective_status(info, store.folder)
     elapsed = float(info.get("elapsed") or 0.0)
-    if status == "RUNNING" and info.get("started"):
-        elapsed += max(0.0, time.time() - info["started"])  # stored only when a run ends
+    since = info.get("heartbeat") or info.get("started")
+    if status == "RUNNING" and since:
+        elapsed += max(0.0, time.time() - since)  # stored at each checkpoint of the run
     summary = {
         "id": info["id"], "name": info["name"], "status": status, "message": info["message"],
         "created": info["created"], "started": info["started"], "ended": info["ended"],
@@ -102,7 +91,7 @@ def experiment_summary(store: st.ExperimentStore, with_config: bool = False) -> 
     }
     if with_config:
         summary["config"] = cfg
-    return _finite(summary)
+    return finite(summary)
 
 
 def trial_list(store: st.ExperimentStore) -> list[dict[str, Any]]:
@@ -112,7 +101,7 @@ def trial_list(store: st.ExperimentStore) -> list[dict[str, Any]]:
         record = r.to_dict()
         record.update(finalValue=r.value, queued=r.queued, attempts=r.attempts)
         out.append(record)
-    return _finite(out)
+    return finite(out)
 
 
 def log_tail(store: st.ExperimentStore, trial_id: str, stream: str,
@@ -295,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
         raise HttpError(HTTPStatus.NOT_FOUND, f"no API route {path!r}")
 
     def _send_json(self, status: HTTPStatus, payload: Any) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json")
+        self._send(status, dumps(payload).encode(), "application/json")
 
     def _send(self, status: HTTPStatus, body: bytes, content_type: str,
               headers: dict[str, str] | None = None) -> None:
