@@ -41,6 +41,10 @@ class Tuner(ABC):
     """
 
     name: ClassVar[str] = "?"
+    # False for tuners that schedule their proposals themselves (Hyperband's rungs, PBT's
+    # generations, Batch, a user's tuner): a proposal dropped as a duplicate would leave a
+    # rung or a generation waiting forever
+    dedup: ClassVar[bool] = True
 
     def __init__(self, search_space: SearchSpace | Mapping[str, Any],
                  optimize_mode: str = "maximize", seed: int | None = None) -> None:
@@ -63,7 +67,7 @@ class Tuner(ABC):
         """
         proposal = self._propose(sequence)
         tries = 1
-        while proposal is not None and point_key(proposal[1]) in self.seen:
+        while self.dedup and proposal is not None and point_key(proposal[1]) in self.seen:
             self._discard(sequence)
             if tries >= _DEDUP_TRIES:  # a small space: pick an unused point, if any is left
                 proposal = self._unused_point(sequence) or self._propose(sequence)

@@ -4,15 +4,16 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from torchslim.errors import ConfigError
-from torchslim.experiment.tuners.base import NoMoreTrials
-from torchslim.experiment.tuners.exact import ExactTuner
+from torchslim.experiment.tuners.base import NoMoreTrials, Tuner
 
 KEY = "combine_params"
 
 
-class BatchTuner(ExactTuner):
+class BatchTuner(Tuner):
     """The search space is ``{"combine_params": {"_type": "choice", "_value": [cfg, ...]}}``;
     trial ``i`` gets ``cfg[i]`` itself as its parameters (as NNI does)."""
+
+    dedup = False  # every proposal runs as scheduled
 
     name = "Batch"
 

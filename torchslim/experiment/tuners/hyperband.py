@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from torchslim.errors import ConfigError
 from torchslim.experiment.searchspace import RandomSuggester, SearchSpace
-from torchslim.experiment.tuners.exact import ExactTuner
+from torchslim.experiment.tuners.base import Tuner
 from torchslim.experiment.tuners.tpe import OptunaSuggester
 
 BUDGET_KEY = "TRIAL_BUDGET"
@@ -57,10 +57,12 @@ def _budget(value: float) -> float | int:
     return int(value) if value == int(value) else value
 
 
-class HyperbandTuner(ExactTuner):
+class HyperbandTuner(Tuner):
     """NNI's ``Hyperband`` (Li et al., 2018). ``R``: the largest budget; ``eta``: the
     promotion ratio. Brackets run one after another; a new bracket starts early only when
     every open one waits for results (so concurrent slots stay busy)."""
+
+    dedup = False  # every proposal runs as scheduled
 
     name = "Hyperband"
 

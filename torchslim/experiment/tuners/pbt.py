@@ -17,15 +17,17 @@ from typing import Any, Mapping
 
 from torchslim.errors import ConfigError
 from torchslim.experiment.searchspace import RandomSuggester, SearchSpace
-from torchslim.experiment.tuners.exact import ExactTuner
+from torchslim.experiment.tuners.base import Tuner
 from torchslim.experiment.tuners.mutation import NeighbourSuggester
 
 SAVE_KEY, LOAD_KEY = "save_checkpoint_dir", "load_checkpoint_dir"
 
 
-class PBTTuner(ExactTuner):
+class PBTTuner(Tuner):
     """See the module docstring. ``all_checkpoint_dir`` defaults to the experiment's
     ``checkpoints`` folder."""
+
+    dedup = False  # every proposal runs as scheduled
 
     name = "PBT"
 
