@@ -106,7 +106,9 @@ def run_single(tuner: str, args: dict, space: dict, fn, trials: int, seed: int) 
 # ---- multi-fidelity ---------------------------------------------------------------------
 
 R, ETA = 27, 3
-NOISE = 0.6
+NOISES = (0.2, 0.6)  # how misleading a low budget is: sd of the error at b=1 is noise·√26
+TARGETS = (-2.5, -3.0)
+CHECKPOINTS = (0.25, 0.5, 1.0)  # shares of the compute at which best-so-far is read
 
 
 def _pseudo_noise(p: dict, budget: float) -> float:
@@ -115,17 +117,19 @@ def _pseudo_noise(p: dict, budget: float) -> float:
     return int.from_bytes(h[:8], "big") / 2 ** 64 * 2 - 1  # deterministic, in [-1, 1)
 
 
-def low_fidelity(p: dict, budget: float) -> float:
-    return hartmann6(p) + NOISE * math.sqrt(R / budget - 1) * _pseudo_noise(p, budget)
+def low_fidelity(p: dict, budget: float, noise: float) -> float:
+    return hartmann6(p) + noise * math.sqrt(R / budget - 1) * _pseudo_noise(p, budget)
 
 
-def run_fidelity(tuner: str, seed: int, compute: float, target: float) -> dict:
-    """Spend ``compute`` budget units; returns best true value at full budget and the
-    compute spent when the target was first reached (None: never)."""
+def run_fidelity(tuner: str, seed: int, compute: float, noise: float) -> dict:
+    """Spend ``compute`` budget units; returns the best true value at full budget at each
+    checkpoint and the compute spent when each target was first reached (None: never)."""
     budgeted = tuner in ("Hyperband", "BOHB")
     args = {"R": R, "eta": ETA} if budgeted else {}
     t = create_tuner(tuner, HARTMANN_SPACE, {"optimize_mode": "minimize", "seed": seed, **args})
-    spent, best, reached, seq = 0.0, math.inf, None, 0
+    spent, best, seq = 0.0, math.inf, 0
+    reached: dict[str, float | None] = {str(t): None for t in TARGETS}
+    anytime: dict[str, float] = {}
     while spent < compute:
         proposal = t.generate(seq)
         if proposal is None:
@@ -133,13 +137,17 @@ def run_fidelity(tuner: str, seed: int, compute: float, target: float) -> dict:
         params = proposal[0]
         budget = params.get("TRIAL_BUDGET", R)
         spent += budget
-        t.receive(seq, low_fidelity(params, budget) if budget < R else hartmann6(params))
+        t.receive(seq, low_fidelity(params, budget, noise) if budget < R else hartmann6(params))
         if budget >= R:
             best = min(best, hartmann6(params))
-            if reached is None and best <= target:
-                reached = spent
+            for target in TARGETS:
+                if reached[str(target)] is None and best <= target:
+                    reached[str(target)] = spent
+        for share in CHECKPOINTS:
+            if spent >= share * compute and str(share) not in anytime:
+                anytime[str(share)] = best
         seq += 1
-    return {"best": best, "reached": reached, "trials": seq}
+    return {"best": best, "reached": reached, "anytime": anytime, "trials": seq}
 
 
 # ---- multi-objective ----------------------------------------------------------------------
@@ -210,19 +218,28 @@ def render(data: dict) -> str:
     lines += ["", "(<R / <T: the mean is better than Random's / TPE's on that function.)", ""]
     fid = data["fidelity"]
     lines += [f"### Multi-fidelity: Hyperband and BOHB (Hartmann-6, R = {R}, eta = {ETA})", "",
-              f"A trial with budget b costs b units and sees f(x) + {NOISE}·√(R/b − 1)·noise(x); "
-              f"Random and TPE evaluate every trial at b = R. Equal total compute "
-              f"{fid['compute']:g} units ({fid['compute'] / R:g} full-budget trials). "
-              f"Best = true f of the best configuration evaluated at full budget. "
-              f"Compute to target = units spent until a full-budget evaluation reached "
-              f"f ≤ {fid['target']:g} (mean over seeds that reached it; reached/seeds).", "",
-              "| tuner | best (mean ± sd) | compute to target | reached | trials run (mean) |",
-              "|---|---|---|---|---|"]
-    for tuner, res in fid["tuners"].items():
-        reached = [r for r in res["reached"] if r is not None]
-        cost = f"{statistics.mean(reached):.0f}" if reached else "–"
-        lines.append(f"| {tuner} | {mean_sd(res['best'])} | {cost} | {len(reached)}/{len(res['reached'])} "
-                     f"| {statistics.mean(res['trials']):.0f} |")
+              "A trial with budget b costs b units and sees f(x) + noise·√(R/b − 1)·ε(x) (ε a "
+              "fixed pseudo-random value in [−1, 1) per point and budget); Random and TPE run every "
+              f"trial at b = R. Equal total compute {fid['compute']:g} units "
+              f"({fid['compute'] / R:g} full-budget trials). Best = true f of the best configuration "
+              "evaluated at full budget, read at 25 % / 50 % / 100 % of the compute. "
+              "Compute to f ≤ target: mean units spent until then over the seeds that got there "
+              "(how many got there in brackets). Two noise levels: a fairly informative low "
+              "budget (0.2) and a misleading one (0.6).", ""]
+    for noise, tuners in fid["noise"].items():
+        targets = [str(t) for t in TARGETS]
+        lines += [f"noise {noise}:", "",
+                  "| tuner | best @25 % | best @50 % | best @100 % | "
+                  + " | ".join(f"compute to f ≤ {t}" for t in targets) + " | trials run |",
+                  "|---" * (5 + len(targets)) + "|"]
+        for tuner, runs in tuners.items():
+            cells = [mean_sd([r["anytime"][str(c)] for r in runs]) for c in CHECKPOINTS]
+            for t in targets:
+                got = [r["reached"][t] for r in runs if r["reached"][t] is not None]
+                cells.append((f"{statistics.mean(got):.0f}" if got else "–") + f" ({len(got)}/{len(runs)})")
+            cells.append(f"{statistics.mean(r['trials'] for r in runs):.0f}")
+            lines.append(f"| {tuner} | " + " | ".join(cells) + " |")
+        lines.append("")
     mo = data["multi"]
     lines += ["", f"### Multi-objective: hypervolume on ZDT1 (6-d, {mo['trials']} trials; higher is better, "
               f"reference point (1.1, 11))", "", "| tuner | hypervolume (mean ± sd) |", "|---|---|"]
@@ -239,6 +256,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="fewer trials (a smoke run)")
     parser.add_argument("--render-only", action="store_true", help="re-render the .md from the JSON")
+    parser.add_argument("--keep-single", action="store_true",
+                        help="keep the stored single-objective results (slow: GP); re-run the rest")
     args = parser.parse_args()
     if args.render_only:
         OUT_MD.write_text(render(json.loads(OUT_JSON.read_text())))
@@ -248,7 +267,9 @@ def main() -> None:
     torch.set_num_threads(1)
     seeds = list(range(args.seeds))
     data: dict = {"seeds": args.seeds, "machine": f"{platform.machine()}, 2 cores", "single": {}}
-    for name, (space, fn, _, trials) in PROBLEMS.items():
+    if args.keep_single:  # re-run only the multi-fidelity and multi-objective parts
+        data["single"] = json.loads(OUT_JSON.read_text())["single"]
+    for name, (space, fn, _, trials) in ({} if args.keep_single else PROBLEMS).items():
         trials = 12 if args.quick else trials
         data["single"][name] = {}
         for tuner, targs in SINGLE_TUNERS.items():
@@ -258,12 +279,13 @@ def main() -> None:
             data["single"][name][tuner] = {"best": best, "seconds": secs}
             print(f"{name:14s} {tuner:10s} {mean_sd(best):>18s}  {secs:.2f}s/run", flush=True)
     compute = (8 if args.quick else 60) * R
-    target = -3.0
-    data["fidelity"] = {"compute": compute, "target": target, "tuners": {}}
-    for tuner in ("Random", "TPE", "Hyperband", "BOHB"):
-        runs = [run_fidelity(tuner, s, compute, target) for s in seeds]
-        data["fidelity"]["tuners"][tuner] = {k: [r[k] for r in runs] for k in ("best", "reached", "trials")}
-        print(f"fidelity {tuner:10s} {mean_sd([r['best'] for r in runs])}", flush=True)
+    data["fidelity"] = {"compute": compute, "noise": {}}
+    for noise in NOISES:
+        data["fidelity"]["noise"][str(noise)] = {}
+        for tuner in ("Random", "TPE", "Hyperband", "BOHB"):
+            runs = [run_fidelity(tuner, s, compute, noise) for s in seeds]
+            data["fidelity"]["noise"][str(noise)][tuner] = runs
+            print(f"fidelity {noise} {tuner:10s} {mean_sd([r['best'] for r in runs])}", flush=True)
     mo_trials = 20 if args.quick else 80
     data["multi"] = {"trials": mo_trials, "tuners": {}}
     for tuner in ("Random", "NSGA2", "MOTPE"):

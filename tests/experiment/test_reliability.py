@@ -32,7 +32,7 @@ BAD_LINES = {
     "list": b"[1, 2]",
     "default not a number": b'{"type":"final","value":{"default":"x"}}',
     "string intermediate": b'{"type":"intermediate","value":"s"}',
-    "dict without numbers": b'{"type":"final","value":{"acc":"x"}}',
+    "dict without default or numbers": b'{"type":"final","value":{"acc":"high"}}',
     "bool": b'{"type":"final","value":true}',
     "NaN": b'{"type":"final","value":NaN}',
     "inf in dict": b'{"type":"final","value":{"default":1,"x":Infinity}}',

@@ -219,8 +219,8 @@ def send(folder: str | Path, kind: str, args: Mapping[str, Any], timeout: float 
             command = get(store, command_id)
             if command.finished:
                 break
-            if not manager_running(store) and command.status == PENDING:
-                apply_offline(store, command)
+            if not manager_running(store):  # gone (or never there): apply it ourselves
+                apply_offline(store, command)  # a CLAIMED one was cut off by a crash
                 continue
             if time.monotonic() >= deadline:
                 raise ConfigError(f"the experiment's manager did not apply the {kind} command "

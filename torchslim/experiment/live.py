@@ -59,15 +59,14 @@ def _kill(runner: "Runner", command: ctl.Command, trial_id: str) -> None:
             active.forced = (st.USER_CANCELED, KILLED)
             runner.service.kill(seq)
         return
-    was = ctl.transaction(runner.store, command, lambda c: {
+    ctl.transaction(runner.store, command, lambda c: {
         "trial_id": record.trial_id, "was": ctl.cancel_trial_sql(c, record.trial_id, KILLED)})
     runner.queue = type(runner.queue)(r for r in runner.queue if r.sequence != seq)
     runner.tuner.receive(seq, None)
     runner.counts[st.USER_CANCELED] += 1
-    return was
 
 
-def _import(runner: "Runner", command: ctl.Command) -> Any:
+def _import(runner: "Runner", command: ctl.Command) -> None:
     from torchslim.experiment.importdata import import_records_sql, parse_records, with_default
 
     records = parse_records(command.args.get("records"), runner.space)
@@ -81,4 +80,3 @@ def _import(runner: "Runner", command: ctl.Command) -> Any:
         runner.tuner.receive(seq, runner.tuner_feedback(st.SUCCEEDED, rec["value"], []))
         runner.count = max(runner.count, seq + 1)
         runner.note_result(st.SUCCEEDED, seq, rec["value"])
-    return result

@@ -36,11 +36,11 @@ def check_metric(value: Any, what: str = "value") -> Any:
         return value
     if isinstance(value, dict):
         if "default" not in value:
-            # multi-objective results name their numbers (the experiment's objectives)
-            if not any(is_number(v) for v in value.values()):
-                raise MessageError(f"{what} is a dict without a 'default' key or any number: "
-                                   f"{_short(value)}")
-            return value
+            # a multi-objective result: the experiment's objectives name its numbers
+            if any(is_number(v) for v in value.values()):
+                return value
+            raise MessageError(f"{what} is a dict without a 'default' key or any number: "
+                               f"{_short(value)}")
         if not is_number(value["default"]):
             raise MessageError(f"{what}['default'] is {_short(value['default'])}; allowed: a "
                                f"finite number")

@@ -41,7 +41,9 @@ class Tuner(ABC):
     """
 
     name: ClassVar[str] = "?"
-    # False for tuners whose schedule re-runs a point on purpose (PBT, Hyperband, Batch)
+    # False for tuners that schedule their proposals themselves (Hyperband's rungs, PBT's
+    # generations, Batch, a user's tuner): a proposal dropped as a duplicate would leave a
+    # rung or a generation waiting forever
     dedup: ClassVar[bool] = True
 
     def __init__(self, search_space: SearchSpace | Mapping[str, Any],

@@ -13,8 +13,9 @@ class BatchTuner(Tuner):
     """The search space is ``{"combine_params": {"_type": "choice", "_value": [cfg, ...]}}``;
     trial ``i`` gets ``cfg[i]`` itself as its parameters (as NNI does)."""
 
+    dedup = False  # every proposal runs as scheduled
+
     name = "Batch"
-    dedup = False  # its schedule decides what runs (again)
 
     def __init__(self, search_space: Any, optimize_mode: str = "maximize",
                  seed: int | None = None) -> None:

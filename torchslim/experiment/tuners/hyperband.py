@@ -62,8 +62,9 @@ class HyperbandTuner(Tuner):
     promotion ratio. Brackets run one after another; a new bracket starts early only when
     every open one waits for results (so concurrent slots stay busy)."""
 
+    dedup = False  # every proposal runs as scheduled
+
     name = "Hyperband"
-    dedup = False  # its schedule decides what runs (again)
 
     def __init__(self, search_space: SearchSpace | Mapping[str, Any],
                  optimize_mode: str = "maximize", seed: int | None = None,

@@ -27,8 +27,9 @@ class PBTTuner(Tuner):
     """See the module docstring. ``all_checkpoint_dir`` defaults to the experiment's
     ``checkpoints`` folder."""
 
+    dedup = False  # every proposal runs as scheduled
+
     name = "PBT"
-    dedup = False  # its schedule decides what runs (again)
 
     def __init__(self, search_space: SearchSpace | Mapping[str, Any],
                  optimize_mode: str = "maximize", seed: int | None = None,

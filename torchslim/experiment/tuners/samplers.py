@@ -105,7 +105,7 @@ class MultiObjectiveTuner(OptunaTuner):
         self.objectives = [dict(o) for o in objectives]
         super().__init__(search_space, optimize_mode or self.objectives[0]["direction"], seed)
 
-    def _study(self) -> Any:
+    def _new_study(self) -> Any:
         return self.optuna.create_study(
             directions=[o["direction"] for o in self.objectives], sampler=self._sampler())
 

@@ -41,12 +41,12 @@ class OptunaTuner(Tuner):
         self.optuna = require("optuna", "experiment", self.feature)
         self.optuna.logging.set_verbosity(self.optuna.logging.WARNING)
         self.sampler_seed = seed
-        self.study = self._study()
+        self.study = self._new_study()
         self.trials: dict[int, Any] = {}
 
-    def _study(self) -> Any:
-        return self.optuna.create_study(direction="minimize",  # we always pass the loss
-                                        sampler=self._sampler())
+    def _new_study(self) -> Any:
+        return self.optuna.create_study(
+            direction="minimize", sampler=self._sampler())  # we always pass the loss
 
     def _sampler(self) -> Any:
         return self.optuna.samplers.RandomSampler(seed=self.sampler_seed)
@@ -55,7 +55,7 @@ class OptunaTuner(Tuner):
         # a fresh study on a history-dependent seed; restore() then replays the history
         super()._reseed(seed)
         self.sampler_seed = self.rng.randrange(2**32)
-        self.study = self._study()
+        self.study = self._new_study()
         self.trials.clear()
 
     def _discard(self, sequence: int) -> None:

@@ -114,7 +114,7 @@ def importance(store: st.ExperimentStore) -> dict[str, Any]:
             continue
         study.tell(trial, float(record.value))
     try:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=32, seed=0)
         scores = optuna.importance.get_param_importances(study, evaluator=evaluator)
         method = "fANOVA"
     except (ImportError, RuntimeError, ValueError):
