@@ -122,6 +122,8 @@ class _Rewriter(ast.NodeVisitor):
         self.changes: list[Note] = []
         self.untranslated: list[Note] = []
         self.nni_names = {"nni"}  # names bound to the nni package (import nni, import nni as x)
+        self.needed_imports: set[str] = set()  # modules a rewritten dotted name needs imported
+        self.first_statement = 0  # where to add those imports
         self.renamed = table.renamed()
 
     # --- positions -----------------------------------------------------------------------------
@@ -136,7 +138,19 @@ class _Rewriter(ast.NodeVisitor):
     def replace(self, start: int, end: int, text: str) -> None:
         self.edits.append((start, end, text))
 
+    def visit_Module(self, node: ast.Module) -> None:
+        body = list(node.body)
+        while body and (_is_docstring(body[0]) or (isinstance(body[0], ast.ImportFrom) and body[0].module == "__future__")):
+            self.first_statement = self.offset(body[0].end_lineno + 1, 0) if body[0].end_lineno < len(self.lines) else len(self.text)
+            body.pop(0)
+        if body:
+            self.first_statement = self.offset(body[0].lineno, 0)
+        self.generic_visit(node)
+
     def apply(self) -> str:
+        for module in sorted(self.needed_imports):
+            self.replace(self.first_statement, self.first_statement, f"import {module}\n")
+            self.changes.append(Note(1, f"import {module} added"))
         out = self.text
         last = len(out) + 1
         for start, end, text in sorted(self.edits, key=lambda e: (e[0], e[1]), reverse=True):
@@ -240,6 +254,16 @@ class _Rewriter(ast.NodeVisitor):
                 if arg is not node.value:
                     self.visit(arg)
             return
+        row = table.lookup(".".join(["nni", *chain[1:-1]]))
+        if row is not None and not isinstance(row[1], str) and chain[0] == "nni":
+            name = self.renamed.get(chain[-1], chain[-1])
+            home = table.home_of(name, row[1])
+            if home is not None:  # nni.compression.torch.Pruner -> torchslim.pruning.Pruner
+                start, end = self.span(node)
+                self.replace(start, end, f"{home}.{name}")
+                self.needed_imports.add(home)
+                self.changes.append(Note(node.lineno, f"{'.'.join(chain)} → {home}.{name}"))
+                return
         row = table.lookup(".".join(["nni", *chain[1:]]))
         reason = row[1] if row and isinstance(row[1], str) else "no torchslim equivalent"
         self.untranslated.append(Note(node.lineno, f"{'.'.join(chain)}: {reason}"))
@@ -295,6 +319,10 @@ class _Rewriter(ast.NodeVisitor):
     def _remote(self, line: int, service: str) -> None:
         self.untranslated.append(Note(line, f"training service {service!r}: torchslim runs trials locally "
                                             "(or on a Ray cluster)"))
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
 def _dotted(node: ast.AST) -> list[str] | None:

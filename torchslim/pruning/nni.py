@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from torchslim.utils.legacy import Built, deprecated
+from torchslim.utils.legacy import Built, deprecated, first_arg_unwrapped
 
 # renamed public names: old -> (module, modern name)
 ALIASES: dict[str, tuple[str, str]] = {
@@ -90,7 +90,7 @@ def pruner_call(cls: type, args: tuple, kwargs: dict[str, Any]) -> Any:
     if args and _is_config_list(args[0]) and not kwargs.get("model"):
         deprecated(f"{cls.__name__}(config_list); pruner(model)", f"{cls.__name__}(model, config_list).compress()")
         return Built(V0Pruner(cls, args[0], args[1:], kwargs))
-    args, kwargs = list(args), dict(kwargs)
+    args, kwargs = first_arg_unwrapped(args, kwargs)
     if len(args) > 1:
         args[1], _ = translate_config_list(args[1])
     elif "config_list" in kwargs:
@@ -170,7 +170,7 @@ class V0Pruner:
 # --- schedules ------------------------------------------------------------------------------------------
 def schedule_call(cls: type, args: tuple, kwargs: dict[str, Any]) -> Any:
     """Translate a call of a schedule class (AGP, linear, lottery ticket)."""
-    args, kwargs = list(args), dict(kwargs)
+    args, kwargs = first_arg_unwrapped(args, kwargs)
     if "reset_weight" in kwargs:
         deprecated("reset_weight=", "reset_weights=")
         kwargs.setdefault("reset_weights", kwargs.pop("reset_weight"))
