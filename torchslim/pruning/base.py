@@ -12,29 +12,15 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from torchslim.compression.base import CompressResult, Compressor
 from torchslim.config import resolve_config
 from torchslim.config.schema import Validator
 from torchslim.masking import MaskKeeper, attach_masks, get_masks as module_masks, masked_targets, strip_masks
 from torchslim.pruning.allocation import Candidate, allocate
-from torchslim.pruning.granularity import block_sizes, channel_dim, expand_mask, is_structured
+from torchslim.compression.granularity import block_sizes, channel_dim, expand_mask, is_structured
 from torchslim.pruning.importance import ScoreContext, Scorer, get_importance
-from torchslim.utils.inputs import example_input
 
 Masks = dict[str, dict[str, torch.Tensor]]
-
-
-class CompressResult(tuple):
-    """``(model, masks)`` as NNI 3.0 returns; also usable as the model itself, as v2 code does
-    (``model = pruner.compress(); model(x)``)."""
-
-    def __new__(cls, model: nn.Module, masks: Masks):
-        return super().__new__(cls, (model, masks))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self[0], name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self[0](*args, **kwargs)
 
 
 class LayerInfo:
@@ -51,7 +37,7 @@ class LayerInfo:
         return masks.get("weight", torch.ones_like(self.module.weight))
 
 
-class Pruner:
+class Pruner(Compressor):
     """Base class of all pruners.
 
     Parameters
@@ -185,14 +171,8 @@ class Pruner:
     ) -> None:
         """Save weights (masks folded in), masks and optionally an ONNX graph."""
         plain = strip_masks(copy.deepcopy(self.model))
-        torch.save(plain.state_dict(), model_path)
-        if mask_path is not None:
-            torch.save(self.get_masks(), mask_path)
-        if onnx_path is not None:
-            from torchslim.utils.onnx_export import export_onnx
-
-            dummy_input = example_input(dummy_input, input_shape, device)
-            export_onnx(plain.to(device) if device else plain, dummy_input, onnx_path)
+        self.export_files(model_path, self.get_masks(), mask_path, onnx_path, input_shape, device, dummy_input,
+                          plain=plain)
 
     def sparsity_report(self) -> list[dict[str, Any]]:
         """Per target: requested vs achieved sparsity (so a partial pruning never goes unseen)."""
@@ -228,7 +208,7 @@ class Pruner:
 
     @staticmethod
     def _grid(mask: torch.Tensor, block: tuple[int, ...]) -> torch.Tensor:
-        from torchslim.pruning.granularity import to_units
+        from torchslim.compression.granularity import to_units
 
         return to_units(mask, block).amax(-1)
 

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from torchslim.compression.base import Compressor
 from torchslim.errors import ConfigError
 from torchslim.evaluator import as_evaluator
 from torchslim.pruning.base import CompressResult, Masks, Pruner
@@ -62,7 +63,7 @@ def make_pruner(algorithm: str, model: nn.Module, config_list: Sequence[Mapping[
     return cls(model, config_list, **params)
 
 
-class ScheduledPruner:
+class ScheduledPruner(Compressor):
     """Base of the schedules; subclasses define :meth:`ratio_at`.
 
     Parameters

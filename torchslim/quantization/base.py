@@ -13,9 +13,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from torchslim.compression.base import CompressResult, Compressor, is_evaluator
 from torchslim.config import resolve_config
 from torchslim.errors import ConfigError
-from torchslim.pruning.base import CompressResult
 from torchslim.quantization.config import DEFAULT_QUANT_TYPES, TargetSpec
 from torchslim.quantization.fake_quant import QuantGrad, QuantType
 from torchslim.quantization.hooks import ModuleQuant, attach, canonical_target, detach, quant_state
@@ -30,10 +30,6 @@ def _first_tensor(batch: Any) -> Any:
     if isinstance(batch, Mapping):
         return next(iter(batch.values()))
     return batch
-
-
-def _is_evaluator(obj: Any) -> bool:
-    return hasattr(obj, "train") and hasattr(obj, "bind_model")
 
 
 def calibration_config(model: nn.Module, states: Mapping[str, ModuleQuant] | None = None) -> CalibrationConfig:
@@ -56,7 +52,7 @@ def calibration_config(model: nn.Module, states: Mapping[str, ModuleQuant] | Non
     return config
 
 
-class Quantizer:
+class Quantizer(Compressor):
     """Base class of all quantizers.
 
     Parameters
@@ -96,7 +92,7 @@ class Quantizer:
             optimizer, evaluator = evaluator, None
         if isinstance(quant_start_step, torch.Tensor):
             dummy_input, quant_start_step = quant_start_step, 0
-        if evaluator is not None and not _is_evaluator(evaluator):
+        if evaluator is not None and not is_evaluator(evaluator):
             raise TypeError(f"evaluator must be a torchslim Evaluator (e.g. TorchEvaluator), got {type(evaluator).__name__}")
         if isinstance(quant_start_step, bool) or not isinstance(quant_start_step, int) or quant_start_step < 0:
             raise ConfigError(f"invalid value {quant_start_step!r} for 'quant_start_step'; allowed: a non-negative integer")
@@ -107,7 +103,6 @@ class Quantizer:
         self.dummy_input = dummy_input
         self.quant_start_step = quant_start_step
         self._quant_grad: type[QuantGrad] = QuantGrad
-        self.previous: Any = None  # a compressor chained before this one (from_compressor)
         self.settings = resolve_config(
             model, config_list, "quantization", default_types=DEFAULT_QUANT_TYPES, default_targets=self.default_targets
         )
@@ -166,18 +161,10 @@ class Quantizer:
     def compress(self, max_steps: int | None = None, max_epochs: int | None = None) -> CompressResult:
         """Train through the evaluator when given steps/epochs; returns ``(model, calibration_config)``."""
         trains = self.evaluator is not None and (max_steps is not None or max_epochs is not None)
-        # a scheduled pruner on the same evaluator prunes during this very training run
-        shared = self._start_previous() if trains else None
-        if shared is None:
-            self._compress_previous()
-        if trains:
-            self.evaluator.bind_model(self.model)
-            self._before_training()
-            self.model.train()
-            self.evaluator.train(max_steps, max_epochs)
-            if shared is not None:
-                shared.finish()
+        if trains:  # earlier compressors on the same evaluator (a schedule) follow this very run
+            self.train_chain(max_steps, max_epochs, start=self._before_training)
         else:
+            self.prepare_previous(trains=False)
             self._before_training()
         return CompressResult(self.model, self.get_calibration_config())
 
@@ -254,32 +241,15 @@ class Quantizer:
         """Save float weights, the calibration config and optionally an ONNX graph with
         QuantizeLinear/DequantizeLinear nodes carrying these scales; returns the calibration config."""
         calibration = self.get_calibration_config()
-        if model_path is not None:  # hooks leave state_dict untouched: the float weights
-            torch.save(self.model.state_dict(), model_path)
-        if calibration_path is not None:
-            torch.save(calibration, calibration_path)
-        if onnx_path is not None:
+
+        def qdq_onnx(model: nn.Module, inputs: Any, path: str | Path) -> None:
             from torchslim.quantization.int8.onnx_qdq import export_qdq_onnx
 
-            from torchslim.utils.inputs import example_input
+            export_qdq_onnx(model, calibration, inputs, path)
 
-            dummy_input = example_input(dummy_input if dummy_input is not None else self.dummy_input, input_shape,
-                                        device)
-            export_qdq_onnx(self.model, calibration, dummy_input, onnx_path)
-        return calibration
-
-    @classmethod
-    def from_compressor(cls, compressor: Any, new_config_list: Sequence[Mapping[str, Any]], *args: Any,
-                        evaluator: Any = None, **kwargs: Any) -> "Quantizer":
-        """Chain after a pruner (or another compressor) on the same model and evaluator.
-
-        The pruner's masks keep applying (their hook runs before fake quantization), and
-        ``compress()`` first runs the pruner's ``compress()`` if it has no masks yet.
-        """
-        evaluator = evaluator if evaluator is not None else getattr(compressor, "evaluator", None)
-        quantizer = cls(compressor.model, new_config_list, evaluator, *args, **kwargs)
-        quantizer.previous = compressor
-        return quantizer
+        # hooks leave state_dict untouched: the saved weights are the float ones
+        return self.export_files(model_path, calibration, calibration_path, onnx_path, input_shape, device,
+                                 dummy_input, onnx_export=qdq_onnx)
 
     # v2 loop compatibility: training loops call these
     def update_epoch(self, epoch: int) -> None:
@@ -301,25 +271,6 @@ class Quantizer:
     # --- helpers ---------------------------------------------------------------------------------
     def _before_training(self) -> None:
         """Hook for subclasses (e.g. LSQ adds its step sizes to the optimizer)."""
-
-    def _start_previous(self) -> Any:
-        """Hook a previous compressor that can share a training run (``start``/``finish``)."""
-        prev = self.previous
-        if (prev is None or getattr(self, "_previous_done", False) or not hasattr(prev, "start")
-                or not hasattr(prev, "finish") or getattr(prev, "evaluator", None) is not self.evaluator):
-            return None
-        self._previous_done = True
-        prev.start()
-        return prev
-
-    def _compress_previous(self) -> None:
-        prev = self.previous
-        if prev is None or getattr(self, "_previous_done", False):
-            return
-        self._previous_done = True
-        get_masks = getattr(prev, "get_masks", None)
-        if get_masks is not None and not get_masks():
-            prev.compress()
 
     def _custom_method(self, quant_type: QuantType) -> bool:
         name = {"weight": "quantize_weight", "input": "quantize_input", "output": "quantize_output"}[quant_type.value]

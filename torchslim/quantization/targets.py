@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from torchslim.pruning.granularity import block_sizes, expand_mask, to_units
+from torchslim.compression.granularity import block_sizes, expand_mask, to_units
 from torchslim.quantization.config import TargetSpec
 from torchslim.quantization.fake_quant import QuantGrad, QuantType, lsq_quantize, round_ste
 from torchslim.quantization.observers import Observer, make_observer, qparams
