@@ -172,7 +172,10 @@ class ScheduledPruner(Compressor):
         return self.pruner.get_masks()
 
     def unwrap_model(self) -> nn.Module:
-        return self.pruner.unwrap_model()
+        """Fold the masks in and remove every hook (:meth:`get_masks` still returns the masks)."""
+        self.pruner.unwrap_model()
+        self.unwrap_previous()
+        return self.model
 
     def export_model(self, *args: Any, **kwargs: Any) -> None:
         self.pruner.export_model(*args, **kwargs)

@@ -6,6 +6,7 @@ config (``Quantizer(model, config_list).update_calibration_config(cfg)``), as in
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -103,6 +104,7 @@ class Quantizer(Compressor):
         self.dummy_input = dummy_input
         self.quant_start_step = quant_start_step
         self._quant_grad: type[QuantGrad] = QuantGrad
+        self._unwrapped_calibration: CalibrationConfig | None = None
         self.settings = resolve_config(
             model, config_list, "quantization", default_types=DEFAULT_QUANT_TYPES, default_targets=self.default_targets
         )
@@ -208,7 +210,10 @@ class Quantizer(Compressor):
 
     def get_calibration_config(self) -> CalibrationConfig:
         """``{module: {'weight' | '_input_0' | '_output_0': {scale, zero_point, quant_dtype, quant_scheme,
-        quant_bits, tracked_min, tracked_max}}}``, as NNI's seeds show."""
+        quant_bits, tracked_min, tracked_max}}}``, as NNI's seeds show. After :meth:`unwrap_model`, the
+        config as it was then (so it still describes the original layers after a speedup shrinks them)."""
+        if self._unwrapped_calibration is not None:
+            return copy.deepcopy(self._unwrapped_calibration)
         return calibration_config(self.model, self.states)
 
     def update_calibration_config(self, calibration_config: Mapping[str, Mapping[str, Any]]) -> None:
@@ -224,10 +229,21 @@ class Quantizer(Compressor):
                     quant.load(entry)
 
     def unwrap_model(self) -> nn.Module:
-        """Remove every quantization hook: the float model remains."""
+        """Remove every quantization hook (the float model remains), then unwrap the compressors
+        chained before this one; :meth:`get_calibration_config` still answers from the observers."""
+        if self._unwrapped_calibration is None and any(quant_state(self._modules[n]) for n in self.states):
+            self._unwrapped_calibration = calibration_config(self.model, self.states)
         for name in self.states:
             detach(self._modules[name])
+        self.unwrap_previous()
         return self.model
+
+    def start(self) -> None:
+        """Get ready for a training run shared with a compressor chained after this one."""
+        self._before_training()
+
+    def finish(self) -> None:
+        """End of a shared training run (fake quantization keeps its observed ranges)."""
 
     def export_model(
         self,
