@@ -16,6 +16,7 @@ from torchslim.compression.base import CompressResult, Compressor
 from torchslim.config import resolve_config
 from torchslim.config.schema import Validator
 from torchslim.masking import MaskKeeper, attach_masks, get_masks as module_masks, masked_targets, strip_masks
+from torchslim.pruning.align import aligned_masks
 from torchslim.pruning.allocation import Candidate, allocate
 from torchslim.compression.granularity import block_sizes, channel_dim, expand_mask, is_structured
 from torchslim.pruning.importance import ScoreContext, Scorer, get_importance
@@ -134,6 +135,8 @@ class Pruner(Compressor):
         masks = self._custom_masks() if self._has_custom_calc_mask() else self.generate_masks(
             self.compute_scores(self.collect_data())
         )
+        masks.update(aligned_masks(self._modules, self.settings, masks,
+                                   lambda name, target: module_masks(self._modules[name]).get(target)))
         self.apply_masks(masks)
         return masks
 

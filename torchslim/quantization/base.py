@@ -154,7 +154,8 @@ class Quantizer(Compressor):
         an int8 deployment must quantize them too (see ``observe_only``)."""
         for target, quant_type in (("_input_0", QuantType.INPUT), ("_output_0", QuantType.OUTPUT)):
             if target not in quants:
-                spec = TargetSpec.from_settings({}, "uint8", "affine")
+                # per channel (dim 1), like the seeds' configs, so a speedup can re-index it
+                spec = TargetSpec.from_settings({"granularity": "per_channel"}, "uint8", "affine")
                 quant = TargetQuant(spec, quant_type, self.activation_observer, "auto")
                 quant.observe_only = True
                 quants[target] = quant
@@ -217,16 +218,20 @@ class Quantizer(Compressor):
         return calibration_config(self.model, self.states)
 
     def update_calibration_config(self, calibration_config: Mapping[str, Mapping[str, Any]]) -> None:
-        """Load scales / zero points (e.g. from another quantizer) and quantize with them from now on."""
+        """Load scales / zero points (e.g. from another quantizer) and quantize with them from now on.
+
+        A config taken before a speedup shrank the model must first be re-indexed onto it:
+        ``speedup.channel_map.reindex(config)`` (or NNI's ``trans()`` over ``speedup.node_infos``)."""
         for name, entries in calibration_config.items():
             state = self.states.get(name)
             if state is None:
                 raise ConfigError(f"calibration config names {name!r}, which this quantizer does not quantize; "
                                   f"quantized modules: {sorted(self.states)}")
+            module = self._modules[name]
             for target, entry in entries.items():
                 quant = state.targets.get(canonical_target(target))
                 if quant is not None:
-                    quant.load(entry)
+                    quant.load(_checked_entry(name, target, entry, getattr(module, target, None)))
 
     def unwrap_model(self) -> nn.Module:
         """Remove every quantization hook (the float model remains), then unwrap the compressors
@@ -325,6 +330,26 @@ class Quantizer(Compressor):
     def _restore_mode(self, old: dict[tuple[str, str], str]) -> None:
         for (name, target), mode in old.items():
             self.states[name].targets[target].mode = mode
+
+
+def _checked_entry(name: str, target: str, entry: Mapping[str, Any], tensor: Any) -> Mapping[str, Any]:
+    """Refuse a weight scale that does not fit the weight (a config from before a speedup); drop a
+    tracked range whose shape no longer matches the re-indexed scale (NNI's ``trans()`` keeps it)."""
+    scale = entry.get("scale")
+    if isinstance(scale, torch.Tensor) and isinstance(tensor, torch.Tensor) and scale.numel() > 1:
+        shape = tuple(scale.shape)
+        if len(shape) > tensor.dim() or any(s not in (1, t) for s, t in zip(shape, tensor.shape)):
+            raise ConfigError(f"calibration config of {name!r} target {target!r} has scale shape {list(shape)}, which "
+                              f"does not fit its tensor {list(tensor.shape)}: was it taken before a speedup? Re-index "
+                              "it with speedup.channel_map.reindex(config)")
+    if isinstance(scale, torch.Tensor) and scale.numel() > 1:
+        stale = [k for k in ("tracked_min", "tracked_max")
+                 if isinstance(entry.get(k), torch.Tensor) and entry[k].numel() > 1 and entry[k].shape != scale.shape]
+        if stale and entry.get("observed_only"):  # deployment needs a range: the overall one still holds
+            return {**entry, "tracked_min": entry["tracked_min"].min(), "tracked_max": entry["tracked_max"].max()}
+        if stale:
+            return {k: v for k, v in entry.items() if k not in ("tracked_min", "tracked_max")}
+    return entry
 
 
 __all__ = ["CalibrationConfig", "Quantizer"]

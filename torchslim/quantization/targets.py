@@ -130,8 +130,10 @@ class TargetQuant:
         spec = self.spec
         entry: dict[str, Any] = {}
         if self.observe_only:
-            if self.observer.ready:
-                entry.update(tracked_min=_squeeze(self.observer.min.clone()), tracked_max=_squeeze(self.observer.max.clone()))
+            if self.observer.ready:  # with the uint8 grid of that range, so NNI-style code finds a scale
+                scale, zero_point = qparams(self.observer.min, self.observer.max, spec.dtype, spec.scheme)
+                entry.update(scale=_squeeze(scale.detach().clone()), zero_point=_squeeze(zero_point.detach().clone()),
+                             tracked_min=_squeeze(self.observer.min.clone()), tracked_max=_squeeze(self.observer.max.clone()))
             return {**entry, "observed_only": True}
         if self.ready:
             entry["scale"] = _squeeze(self.scale.detach().clone())
