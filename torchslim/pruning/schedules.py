@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from torchslim.compression.base import Compressor
 from torchslim.errors import ConfigError
 from torchslim.pruning.base import CompressResult, Masks, Pruner
 from torchslim.pruning.data_pruners import DataPruner
@@ -63,7 +64,7 @@ def make_pruner(algorithm: str, model: nn.Module, config_list: Sequence[Mapping[
     return cls(model, config_list, **params)
 
 
-class ScheduledPruner(NNIBoundary):
+class ScheduledPruner(Compressor, NNIBoundary):
     """Base of the schedules; subclasses define :meth:`ratio_at`.
 
     Parameters
@@ -168,7 +169,10 @@ class ScheduledPruner(NNIBoundary):
         return self.pruner.get_masks()
 
     def unwrap_model(self) -> nn.Module:
-        return self.pruner.unwrap_model()
+        """Fold the masks in and remove every hook (:meth:`get_masks` still returns the masks)."""
+        self.pruner.unwrap_model()
+        self.unwrap_previous()
+        return self.model
 
     def export_model(self, *args: Any, **kwargs: Any) -> None:
         self.pruner.export_model(*args, **kwargs)

@@ -1,7 +1,8 @@
 """Save and load a shrunk model in one call each (no masks, no re-running speedup).
 
 The file holds the whole module (``torch.save``), its ``state_dict`` and a *shape spec*:
-for every shrunk layer its kind and new channel counts. ``load(path)`` returns the pickled
+for every shrunk layer its kind and new channel counts, and the channel map (which original
+indices every shrunk layer kept, as plain tensors; see ``channel_map.py``). ``load(path)`` returns the pickled
 module; ``load(path, model=fresh_model)`` resizes a freshly built model of the same
 architecture from the spec and loads the weights into it, which also works when the
 model's classes cannot be unpickled (e.g. they moved).
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchslim.speedup.channel_map import MAP_ATTR, ChannelMap, model_channel_map
 from torchslim.speedup.shrink import SHRINKERS
 
 SPEC_ATTR = "_torchslim_speedup_spec"
@@ -30,7 +32,7 @@ def record_spec(model: nn.Module, layers: dict[str, tuple[str, dict[str, int], i
 def save(model: nn.Module, path: str | Path) -> None:
     """Write the shrunk model (module, weights and shape spec) to ``path``."""
     torch.save({"format": FORMAT, "model": model, "state_dict": model.state_dict(),
-                "spec": getattr(model, SPEC_ATTR, {})}, path)
+                "spec": getattr(model, SPEC_ATTR, {}), "channel_map": model_channel_map(model).to_dict()}, path)
 
 
 def load(path: str | Path, model: nn.Module | None = None, map_location: Any = "cpu") -> nn.Module:
@@ -46,6 +48,8 @@ def load(path: str | Path, model: nn.Module | None = None, map_location: Any = "
     blob = torch.load(path, map_location=map_location, weights_only=False)
     apply_spec(model, blob["spec"])
     model.load_state_dict(blob["state_dict"])
+    if blob.get("channel_map"):
+        setattr(model, MAP_ATTR, ChannelMap.from_dict(blob["channel_map"]))
     return model
 
 
