@@ -14,7 +14,7 @@ from functools import lru_cache
 MODULES: list[tuple[str, list[str] | str]] = [
     ("nni.compression.tensorflow", "TensorFlow code: torchslim compresses PyTorch models only"),
     ("nni.algorithms.compression.tensorflow", "TensorFlow code: torchslim compresses PyTorch models only"),
-    ("nni.compression.distillation", "distillation (nni.compression.distillation) has no torchslim equivalent yet"),
+    ("nni.compression.distillation", ["torchslim.distillation"]),
     ("nni.nas", "NAS (nni.nas) has no torchslim equivalent yet"),
     ("nni.retiarii", "NAS (nni.retiarii) has no torchslim equivalent yet"),
     ("nni.compression.speedup", ["torchslim.speedup"]),
