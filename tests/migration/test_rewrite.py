@@ -117,3 +117,20 @@ def test_cli_prints_diff_and_writes(tmp_path, capsys):
 @pytest.mark.parametrize("source", ["import os\nx = {'sparsity': 1}\n", "from .nni import thing\n"])
 def test_leaves_other_code_alone(source):
     assert migrate_source(source).result == source
+
+
+def test_one_to_one_module_paths_follow_the_installed_package(monkeypatch):
+    """nni.nas maps path for path onto torchslim.nas once that package exists (here: a stand-in)."""
+    from torchslim.migration import table
+
+    monkeypatch.setattr(table, "MODULES", [
+        ("nni.fake", table.SamePaths("torchslim.speedup", "fake: not in this version")),
+        ("nni.gone", table.SamePaths("torchslim.no_such_package", "gone: not in this version")),
+        *table.MODULES,
+    ])
+    table.public_names.cache_clear()
+    source = "from nni.fake.core import ModelSpeedup\nimport nni.fake.report as report\nfrom nni.gone.x import Y\n"
+    migration = migrate_source(source)
+    assert migration.result.splitlines()[:2] == ["from torchslim.speedup.core import ModelSpeedup",
+                                                 "import torchslim.speedup.report as report"]
+    assert [str(n) for n in migration.untranslated] == ["line 3: from nni.gone.x import ...: gone: not in this version"]

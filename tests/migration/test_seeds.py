@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from torchslim.experiment.trial import TrialContext, run_in_context
 from torchslim.migration import migrate_source
 
 SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
@@ -271,7 +272,6 @@ def pages(tmp_path_factory):
         mp.setattr(torchvision.datasets, "CIFAR10", TinyCIFAR10)
         mp.setattr(resnet, "resnet18", _random_init(resnet.resnet18))
         mp.setattr(mobilenetv3, "mobilenet_v3_small", _random_init(mobilenetv3.mobilenet_v3_small))
-        mp.setenv("TORCHSLIM_TRIAL_PARAMETERS", __import__("json").dumps(TRIAL_PARAMETERS))
         torch.manual_seed(0)
         checkpoint = LeNet5().state_dict()  # what page 004 loads from ../../ch02/model.pt
         state: dict[str, tuple[dict, Path]] = {}
@@ -304,7 +304,9 @@ def test_seed_block_runs(block_id, code, pages, monkeypatch):
         (workdir / "models.py").write_text(migration.result, encoding="utf-8")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        exec(compile(migration.result, f"<seed {block_id}>", "exec"), ns)
+        # run as the trial of the page's experiment would: with its parameters
+        run_in_context(TrialContext(parameters=TRIAL_PARAMETERS), exec,
+                       compile(migration.result, f"<seed {block_id}>", "exec"), ns)
         if block_id in USES:
             exec(compile(USES[block_id][0], f"<use of seed {block_id}>", "exec"), ns)
     legacy = sorted({str(w.message).split(" is an NNI legacy form")[0] for w in caught

@@ -40,6 +40,37 @@ _V2_TRAINING_KWARGS = ("optimizer", "trainer", "criterion", "traced_optimizer")
 _V2_STEP_KWARGS = ("training_batches", "sparsifying_training_batches", "statistics_batch_num", "training_steps")
 
 
+# v2's pruning_algorithm names -> pruner class path (module, class)
+ALGORITHMS = {
+    "level": ("torchslim.pruning.pruners", "LevelPruner"),
+    "l1": ("torchslim.pruning.pruners", "L1NormPruner"),
+    "l2": ("torchslim.pruning.pruners", "L2NormPruner"),
+    "fpgm": ("torchslim.pruning.pruners", "FPGMPruner"),
+    "slim": ("torchslim.pruning.data_pruners", "SlimPruner"),
+    "taylor": ("torchslim.pruning.data_pruners", "TaylorPruner"),
+    "taylorfo": ("torchslim.pruning.data_pruners", "TaylorPruner"),
+    "apoz": ("torchslim.pruning.data_pruners", "ActivationAPoZRankPruner"),
+    "mean_activation": ("torchslim.pruning.data_pruners", "ActivationMeanRankPruner"),
+}
+
+
+def make_pruner(algorithm: str, model: Any, config_list: Sequence[Mapping[str, Any]],
+                evaluator: Any = None, **params: Any) -> Any:
+    """A sub-pruner from a v2 ``pruning_algorithm`` name."""
+    import importlib
+
+    from torchslim.errors import ConfigError
+    from torchslim.pruning.data_pruners import DataPruner
+
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"unknown pruning_algorithm {algorithm!r}; allowed: {', '.join(sorted(ALGORITHMS))}")
+    module, name = ALGORITHMS[algorithm]
+    cls = getattr(importlib.import_module(module), name)
+    if issubclass(cls, DataPruner):
+        return cls(model, config_list, evaluator, **params)
+    return cls(model, config_list, **params)
+
+
 # --- config_list -------------------------------------------------------------------------------------
 def translate_config_list(config_list: Any) -> tuple[Any, dict[str, Any]]:
     """``op_name`` and the v0 AGP keys → canonical entries; returns (config_list, v0 schedule keys).
@@ -214,7 +245,7 @@ def _v1_v2_schedule(cls: type, model: Any, config_list: list, args: list, kwargs
     ``update_epoch``); v2.0 ``(model, cfg, optimizer, trainer, criterion, num_iterations, epochs_per_iteration,
     pruning_algorithm)`` (``compress()`` trains)."""
     from torchslim.evaluator import as_evaluator
-    from torchslim.pruning.schedules import LotteryTicketPruner, make_pruner
+    from torchslim.pruning.schedules import LotteryTicketPruner
 
     names = ("optimizer", "trainer", "criterion", "num_iterations", "epochs_per_iteration", "pruning_algorithm")
     given = dict(zip(names, args))
@@ -250,7 +281,7 @@ def _v1_v2_schedule(cls: type, model: Any, config_list: list, args: list, kwargs
 def _v2_iterative(cls: type, model: Any, config_list: list, args: list, kwargs: dict[str, Any]) -> "V2IterativePruner":
     """v2.x ``LinearPruner(model, config_list, 'l1', total_iteration, log_dir, keep_intermediate_result,
     finetuner, speedup, dummy_input, evaluator, pruning_params)``."""
-    from torchslim.pruning.schedules import LotteryTicketPruner, make_pruner
+    from torchslim.pruning.schedules import LotteryTicketPruner
 
     names = ("pruning_algorithm", "total_iteration", "log_dir", "keep_intermediate_result", "finetuner",
              "speedup", "dummy_input", "evaluator")
@@ -313,5 +344,5 @@ class V2IterativePruner:
         return getattr(self.__dict__["schedule"], name)
 
 
-__all__ = ["ALIASES", "ATTRIBUTES", "V0Pruner", "V2IterativePruner", "pruner_call", "schedule_call",
+__all__ = ["ALIASES", "ATTRIBUTES", "V0Pruner", "V2IterativePruner", "make_pruner", "pruner_call", "schedule_call",
            "translate_config_list"]
