@@ -130,7 +130,33 @@ def pruner_call(cls: type, args: tuple, kwargs: dict[str, Any]) -> Any:
 
     if issubclass(cls, DataPruner):
         args, kwargs = _data_pruner_form(cls, args, kwargs)
+    from torchslim.pruning.data_pruners import SlimPruner
+
+    if issubclass(cls, SlimPruner):
+        args, kwargs = _slim_form(cls, args, kwargs)
     return tuple(args), kwargs
+
+
+def _slim_form(cls: type, args: list, kwargs: dict[str, Any]) -> tuple[list, dict[str, Any]]:
+    """v1/v2 SlimPruner keywords: ``scale``, ``sparsifying_training_epochs``, ``mode='global'``."""
+    if "scale" in kwargs:
+        deprecated(f"{cls.__name__}(..., scale=)", f"{cls.__name__}(..., regular_scale=)")
+        kwargs.setdefault("regular_scale", kwargs.pop("scale"))
+    if "sparsifying_training_epochs" in kwargs:
+        deprecated(f"{cls.__name__}(..., sparsifying_training_epochs=)", f"{cls.__name__}(..., training_epochs=)")
+        kwargs.setdefault("training_epochs", kwargs.pop("sparsifying_training_epochs"))
+    if kwargs.get("mode") == "global":
+        deprecated(f"{cls.__name__}(..., mode='global')", "one 'global_group_id' on the config_list entries")
+        kwargs.pop("mode")
+        index = 1 if len(args) > 1 else None
+        config_list = args[1] if index else kwargs["config_list"]
+        config_list = [dict(entry, global_group_id=entry.get("global_group_id", "slim"))
+                       if not entry.get("exclude") else entry for entry in config_list]
+        if index:
+            args[1] = config_list
+        else:
+            kwargs["config_list"] = config_list
+    return args, kwargs
 
 
 def _data_pruner_form(cls: type, args: list, kwargs: dict[str, Any]) -> tuple[list, dict[str, Any]]:
