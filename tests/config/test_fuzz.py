@@ -164,16 +164,17 @@ class Gen:
         return []
 
     def align_entry(self, selected: set) -> dict:
-        """NNI's BatchNorm form, on a ReLU: its output aligned with the conv before it."""
-        relu, conv = self.rng.choice([("relu1", "conv1"), ("relu2", "conv2")])
-        align = {"module_name": conv, "target_name": "weight", "dims": [0]}
+        """NNI's BatchNorm form (LeNet5 has no BN): a conv's output aligned with its own
+        weight's output channels (``module_name`` None means the same module)."""
+        conv = self.rng.choice(["conv1", "conv2"])
+        align = {"module_name": self.rng.choice([conv, None]), "target_name": "weight", "dims": [0]}
         if self.chance(0.3):
             self.bad.append("bad align target")
             align = dict(align, target_name=self.rng.choice(["wieght", "bias2"]), dims=[0])
             if self.chance(0.5):
                 align = {"module_name": conv, "target_name": "weight", "dims": [7]}
-        selected.add(relu)
-        return {"op_names": [relu], "target_names": ["_output_"],
+        selected.add(conv)
+        return {"op_names": [conv], "target_names": ["_output_"],
                 "target_settings": {"_output_": {"align": align, "granularity": "per_channel"}}}
 
 

@@ -107,6 +107,23 @@ def test_v1_activation_pruners_with_v2_training_arguments(name):
     assert ((model[0].weight == 0).all(dim=1)).sum() == 10  # whole neurons
 
 
+def test_v2_slim_keywords():
+    model = nn.Sequential(nn.Linear(8, 6), nn.BatchNorm1d(6), nn.Linear(6, 4), nn.BatchNorm1d(4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pruner = pruning.SlimPruner(model, [{"sparsity": 0.5, "op_types": ["BatchNorm1d"]}], optimizer, _trainer,
+                                    F.cross_entropy, scale=0.01, sparsifying_training_epochs=1, mode="global")
+    messages = "\n".join(str(w.message) for w in caught)
+    for old, new in (("scale=", "regular_scale="), ("sparsifying_training_epochs=", "training_epochs="),
+                     ("mode='global'", "'global_group_id'")):
+        assert f"(..., {old}) is an NNI legacy form" in messages and new in messages
+    assert pruner.regular_scale == 0.01 and pruner.training_epochs == 1
+    assert {s["weight"]["global_group_id"] for s in pruner.settings.values()} == {"slim"}
+    pruner.compress()
+    assert float((model[1].weight == 0).float().mean() + (model[3].weight == 0).float().mean()) > 0
+
+
 def test_custom_pruner_bound_model():
     class MyPruner(Pruner):
         def calc_mask(self, wrapper, config):

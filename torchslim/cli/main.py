@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "torchslim.cli.demo",
     "torchslim.cli.experiment",
+    "torchslim.cli.migrate",
 )
 
 

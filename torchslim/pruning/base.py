@@ -12,32 +12,19 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from torchslim.compression.base import CompressResult, Compressor
 from torchslim.config import resolve_config
 from torchslim.config.checks import check_pruning_targets, no_mask_reason
 from torchslim.config.schema import Validator
 from torchslim.errors import ConfigError
 from torchslim.masking import MaskKeeper, attach_masks, get_masks as module_masks, masked_targets, strip_masks
+from torchslim.pruning.align import aligned_masks
 from torchslim.pruning.allocation import Candidate, allocate
-from torchslim.pruning.granularity import block_sizes, channel_dim, expand_mask, is_structured
+from torchslim.compression.granularity import block_sizes, channel_dim, expand_mask, is_structured
 from torchslim.pruning.importance import ScoreContext, Scorer, get_importance
-from torchslim.utils.inputs import example_input
 from torchslim.utils.legacy import NNIBoundary
 
 Masks = dict[str, dict[str, torch.Tensor]]
-
-
-class CompressResult(tuple):
-    """``(model, masks)`` as NNI 3.0 returns; also usable as the model itself, as v2 code does
-    (``model = pruner.compress(); model(x)``)."""
-
-    def __new__(cls, model: nn.Module, masks: Masks):
-        return super().__new__(cls, (model, masks))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self[0], name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self[0](*args, **kwargs)
 
 
 class LayerInfo:
@@ -54,7 +41,7 @@ class LayerInfo:
         return masks.get("weight", torch.ones_like(self.module.weight))
 
 
-class Pruner(NNIBoundary):
+class Pruner(Compressor, NNIBoundary):
     """Base class of all pruners.
 
     Parameters
@@ -105,6 +92,7 @@ class Pruner(NNIBoundary):
         check_pruning_targets(self.settings)
         self._modules = dict(model.named_modules())
         self._keeper: MaskKeeper | None = None
+        self._unwrapped_masks: Masks | None = None  # what get_masks() returns after unwrap_model()
 
     # --- the three steps a pruner may override -------------------------------------------
     def collect_data(self) -> dict[tuple[str, str], Any]:
@@ -156,19 +144,25 @@ class Pruner(NNIBoundary):
         masks = self._custom_masks() if self._has_custom_calc_mask() else self.generate_masks(
             self.compute_scores(self.collect_data())
         )
+        masks.update(aligned_masks(self._modules, self.settings, masks,
+                                   lambda name, target: module_masks(self._modules[name]).get(target)))
         self.apply_masks(masks)
         return masks
 
     def apply_masks(self, masks: Masks) -> None:
         if self._keeper is None:
             self._keeper = MaskKeeper()
+        self._unwrapped_masks = None
         for name, targets in masks.items():
             module = self._modules[name]
             attach_masks(module, targets)
             self._keeper.add(module)
 
     def get_masks(self) -> Masks:
-        """``masks[module_name][target]``: 0/1 tensors of the target's shape (copies)."""
+        """``masks[module_name][target]``: 0/1 tensors of the target's shape (copies); after
+        :meth:`unwrap_model`, the masks the model had then (NNI's pipelines speed up with them)."""
+        if self._unwrapped_masks is not None:
+            return {name: {t: m.clone() for t, m in targets.items()} for name, targets in self._unwrapped_masks.items()}
         return {
             name: {t: m.detach().clone() for t, m in module_masks(module).items()}
             for name, module in self._modules.items()
@@ -176,11 +170,16 @@ class Pruner(NNIBoundary):
         }
 
     def unwrap_model(self) -> nn.Module:
-        """Fold masks into the weights and remove every hook: a plain model remains."""
+        """Fold masks into the weights and remove every hook: a plain model remains. Unwraps the
+        compressors chained before this one too; :meth:`get_masks` still returns the masks."""
+        masks = self.get_masks()
+        if masks:
+            self._unwrapped_masks = masks
         strip_masks(self.model)
         if self._keeper is not None:
             self._keeper.close()
             self._keeper = None
+        self.unwrap_previous()
         return self.model
 
     def export_model(
@@ -194,14 +193,8 @@ class Pruner(NNIBoundary):
     ) -> None:
         """Save weights (masks folded in), masks and optionally an ONNX graph."""
         plain = strip_masks(copy.deepcopy(self.model))
-        torch.save(plain.state_dict(), model_path)
-        if mask_path is not None:
-            torch.save(self.get_masks(), mask_path)
-        if onnx_path is not None:
-            from torchslim.utils.onnx_export import export_onnx
-
-            dummy_input = example_input(dummy_input, input_shape, device)
-            export_onnx(plain.to(device) if device else plain, dummy_input, onnx_path)
+        self.export_files(model_path, self.get_masks(), mask_path, onnx_path, input_shape, device, dummy_input,
+                          plain=plain)
 
     def sparsity_report(self) -> list[dict[str, Any]]:
         """Per target: requested vs achieved sparsity (so a partial pruning never goes unseen)."""
@@ -237,7 +230,7 @@ class Pruner(NNIBoundary):
 
     @staticmethod
     def _grid(mask: torch.Tensor, block: tuple[int, ...]) -> torch.Tensor:
-        from torchslim.pruning.granularity import to_units
+        from torchslim.compression.granularity import to_units
 
         return to_units(mask, block).amax(-1)
 

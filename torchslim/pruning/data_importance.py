@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchslim.pruning.granularity import channel_dim
+from torchslim.compression.granularity import channel_dim
 from torchslim.pruning.importance import ScoreContext, Scorer, register_importance
 
 Key = tuple[str, str]  # (module name, target name)

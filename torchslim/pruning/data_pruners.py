@@ -148,21 +148,18 @@ class SlimPruner(DataPruner):
     factors, then drop the channels with the smallest ``|gamma|``.
 
     Select normalisation layers (``op_types: ['BatchNorm2d']``); their weight and bias are
-    masked. ``mode='global'`` (v2) ranks all selected layers together.
+    masked (a shared ``global_group_id`` ranks the layers together). The penalty trains for
+    ``training_steps`` optimizer steps, or ``training_epochs`` epochs when given.
     """
 
     default_importance = "slim"
 
-    def __init__(self, model: nn.Module, config_list: Sequence[Mapping[str, Any]], *args: Any,
-                 regular_scale: float | None = None, scale: float | None = None,
-                 sparsifying_training_epochs: int | None = None, mode: str = "normal", **kwargs: Any) -> None:
-        if mode == "global":
-            config_list = [dict(entry, global_group_id=entry.get("global_group_id", "slim"))
-                           if not entry.get("exclude") else entry for entry in config_list]
-            mode = "normal"
-        self.regular_scale = regular_scale if regular_scale is not None else (scale if scale is not None else 1e-4)
-        self.training_epochs = sparsifying_training_epochs
-        super().__init__(model, config_list, *args, mode=mode, **kwargs)
+    def __init__(self, model: nn.Module, config_list: Sequence[Mapping[str, Any]], evaluator: Any = None,
+                 training_steps: int | None = None, *, regular_scale: float = 1e-4,
+                 training_epochs: int | None = None, **kwargs: Any) -> None:
+        self.regular_scale = regular_scale
+        self.training_epochs = training_epochs
+        super().__init__(model, config_list, evaluator, training_steps, **kwargs)
         for name in self.settings:
             if not isinstance(self._modules[name], _NORM_TYPES):
                 raise ConfigError(
@@ -181,7 +178,7 @@ class SlimPruner(DataPruner):
         return [self.evaluator.patch_loss(l1_penalty)]
 
     def collect_data(self) -> dict[tuple[str, str], Any]:
-        if self.training_epochs and not self.collecting:  # v2: sparsifying_training_epochs
+        if self.training_epochs and not self.collecting:
             self.start_collecting()
             try:
                 self.evaluator.train(max_epochs=self.training_epochs)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from torchslim.errors import ConfigError
-from torchslim.pruning.granularity import to_units
+from torchslim.compression.granularity import to_units
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from torchslim.utils.legacy import Built, deprecated
+from torchslim.utils.legacy import Built, deprecated, first_arg_unwrapped
 
 # renamed public names: old -> (module, modern name)
 ALIASES: dict[str, tuple[str, str]] = {
@@ -38,6 +38,37 @@ V0_SCHEDULE_KEYS = ("initial_sparsity", "start_epoch", "end_epoch", "frequency")
 # v2 keyword spellings of the training pieces of a data pruner
 _V2_TRAINING_KWARGS = ("optimizer", "trainer", "criterion", "traced_optimizer")
 _V2_STEP_KWARGS = ("training_batches", "sparsifying_training_batches", "statistics_batch_num", "training_steps")
+
+
+# v2's pruning_algorithm names -> pruner class path (module, class)
+ALGORITHMS = {
+    "level": ("torchslim.pruning.pruners", "LevelPruner"),
+    "l1": ("torchslim.pruning.pruners", "L1NormPruner"),
+    "l2": ("torchslim.pruning.pruners", "L2NormPruner"),
+    "fpgm": ("torchslim.pruning.pruners", "FPGMPruner"),
+    "slim": ("torchslim.pruning.data_pruners", "SlimPruner"),
+    "taylor": ("torchslim.pruning.data_pruners", "TaylorPruner"),
+    "taylorfo": ("torchslim.pruning.data_pruners", "TaylorPruner"),
+    "apoz": ("torchslim.pruning.data_pruners", "ActivationAPoZRankPruner"),
+    "mean_activation": ("torchslim.pruning.data_pruners", "ActivationMeanRankPruner"),
+}
+
+
+def make_pruner(algorithm: str, model: Any, config_list: Sequence[Mapping[str, Any]],
+                evaluator: Any = None, **params: Any) -> Any:
+    """A sub-pruner from a v2 ``pruning_algorithm`` name."""
+    import importlib
+
+    from torchslim.errors import ConfigError
+    from torchslim.pruning.data_pruners import DataPruner
+
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"unknown pruning_algorithm {algorithm!r}; allowed: {', '.join(sorted(ALGORITHMS))}")
+    module, name = ALGORITHMS[algorithm]
+    cls = getattr(importlib.import_module(module), name)
+    if issubclass(cls, DataPruner):
+        return cls(model, config_list, evaluator, **params)
+    return cls(model, config_list, **params)
 
 
 # --- config_list -------------------------------------------------------------------------------------
@@ -90,7 +121,7 @@ def pruner_call(cls: type, args: tuple, kwargs: dict[str, Any]) -> Any:
     if args and _is_config_list(args[0]) and not kwargs.get("model"):
         deprecated(f"{cls.__name__}(config_list); pruner(model)", f"{cls.__name__}(model, config_list).compress()")
         return Built(V0Pruner(cls, args[0], args[1:], kwargs))
-    args, kwargs = list(args), dict(kwargs)
+    args, kwargs = first_arg_unwrapped(args, kwargs)
     if len(args) > 1:
         args[1], _ = translate_config_list(args[1])
     elif "config_list" in kwargs:
@@ -99,7 +130,33 @@ def pruner_call(cls: type, args: tuple, kwargs: dict[str, Any]) -> Any:
 
     if issubclass(cls, DataPruner):
         args, kwargs = _data_pruner_form(cls, args, kwargs)
+    from torchslim.pruning.data_pruners import SlimPruner
+
+    if issubclass(cls, SlimPruner):
+        args, kwargs = _slim_form(cls, args, kwargs)
     return tuple(args), kwargs
+
+
+def _slim_form(cls: type, args: list, kwargs: dict[str, Any]) -> tuple[list, dict[str, Any]]:
+    """v1/v2 SlimPruner keywords: ``scale``, ``sparsifying_training_epochs``, ``mode='global'``."""
+    if "scale" in kwargs:
+        deprecated(f"{cls.__name__}(..., scale=)", f"{cls.__name__}(..., regular_scale=)")
+        kwargs.setdefault("regular_scale", kwargs.pop("scale"))
+    if "sparsifying_training_epochs" in kwargs:
+        deprecated(f"{cls.__name__}(..., sparsifying_training_epochs=)", f"{cls.__name__}(..., training_epochs=)")
+        kwargs.setdefault("training_epochs", kwargs.pop("sparsifying_training_epochs"))
+    if kwargs.get("mode") == "global":
+        deprecated(f"{cls.__name__}(..., mode='global')", "one 'global_group_id' on the config_list entries")
+        kwargs.pop("mode")
+        index = 1 if len(args) > 1 else None
+        config_list = args[1] if index else kwargs["config_list"]
+        config_list = [dict(entry, global_group_id=entry.get("global_group_id", "slim"))
+                       if not entry.get("exclude") else entry for entry in config_list]
+        if index:
+            args[1] = config_list
+        else:
+            kwargs["config_list"] = config_list
+    return args, kwargs
 
 
 def _data_pruner_form(cls: type, args: list, kwargs: dict[str, Any]) -> tuple[list, dict[str, Any]]:
@@ -170,7 +227,7 @@ class V0Pruner:
 # --- schedules ------------------------------------------------------------------------------------------
 def schedule_call(cls: type, args: tuple, kwargs: dict[str, Any]) -> Any:
     """Translate a call of a schedule class (AGP, linear, lottery ticket)."""
-    args, kwargs = list(args), dict(kwargs)
+    args, kwargs = first_arg_unwrapped(args, kwargs)
     if "reset_weight" in kwargs:
         deprecated("reset_weight=", "reset_weights=")
         kwargs.setdefault("reset_weights", kwargs.pop("reset_weight"))
@@ -214,7 +271,7 @@ def _v1_v2_schedule(cls: type, model: Any, config_list: list, args: list, kwargs
     ``update_epoch``); v2.0 ``(model, cfg, optimizer, trainer, criterion, num_iterations, epochs_per_iteration,
     pruning_algorithm)`` (``compress()`` trains)."""
     from torchslim.evaluator import as_evaluator
-    from torchslim.pruning.schedules import LotteryTicketPruner, make_pruner
+    from torchslim.pruning.schedules import LotteryTicketPruner
 
     names = ("optimizer", "trainer", "criterion", "num_iterations", "epochs_per_iteration", "pruning_algorithm")
     given = dict(zip(names, args))
@@ -250,7 +307,7 @@ def _v1_v2_schedule(cls: type, model: Any, config_list: list, args: list, kwargs
 def _v2_iterative(cls: type, model: Any, config_list: list, args: list, kwargs: dict[str, Any]) -> "V2IterativePruner":
     """v2.x ``LinearPruner(model, config_list, 'l1', total_iteration, log_dir, keep_intermediate_result,
     finetuner, speedup, dummy_input, evaluator, pruning_params)``."""
-    from torchslim.pruning.schedules import LotteryTicketPruner, make_pruner
+    from torchslim.pruning.schedules import LotteryTicketPruner
 
     names = ("pruning_algorithm", "total_iteration", "log_dir", "keep_intermediate_result", "finetuner",
              "speedup", "dummy_input", "evaluator")
@@ -313,5 +370,5 @@ class V2IterativePruner:
         return getattr(self.__dict__["schedule"], name)
 
 
-__all__ = ["ALIASES", "ATTRIBUTES", "V0Pruner", "V2IterativePruner", "pruner_call", "schedule_call",
+__all__ = ["ALIASES", "ATTRIBUTES", "V0Pruner", "V2IterativePruner", "make_pruner", "pruner_call", "schedule_call",
            "translate_config_list"]

@@ -29,41 +29,13 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from torchslim.errors import ConfigError
+from torchslim.compression.base import Compressor
 from torchslim.pruning.base import CompressResult, Masks, Pruner
 from torchslim.pruning.data_pruners import DataPruner
 from torchslim.pruning.progress import TargetRatios, cubic, is_due, linear, lottery_ratio, train_hooked
 from torchslim.utils.legacy import NNIBoundary
 
-# v2's pruning_algorithm names -> pruner class path (module, class)
-_ALGORITHMS = {
-    "level": ("torchslim.pruning.pruners", "LevelPruner"),
-    "l1": ("torchslim.pruning.pruners", "L1NormPruner"),
-    "l2": ("torchslim.pruning.pruners", "L2NormPruner"),
-    "fpgm": ("torchslim.pruning.pruners", "FPGMPruner"),
-    "slim": ("torchslim.pruning.data_pruners", "SlimPruner"),
-    "taylor": ("torchslim.pruning.data_pruners", "TaylorPruner"),
-    "taylorfo": ("torchslim.pruning.data_pruners", "TaylorPruner"),
-    "apoz": ("torchslim.pruning.data_pruners", "ActivationAPoZRankPruner"),
-    "mean_activation": ("torchslim.pruning.data_pruners", "ActivationMeanRankPruner"),
-}
-
-
-def make_pruner(algorithm: str, model: nn.Module, config_list: Sequence[Mapping[str, Any]],
-                evaluator: Any = None, **params: Any) -> Pruner:
-    """A sub-pruner from a v2 ``pruning_algorithm`` name."""
-    import importlib
-
-    if algorithm not in _ALGORITHMS:
-        raise ConfigError(f"unknown pruning_algorithm {algorithm!r}; allowed: {', '.join(sorted(_ALGORITHMS))}")
-    module, name = _ALGORITHMS[algorithm]
-    cls = getattr(importlib.import_module(module), name)
-    if issubclass(cls, DataPruner):
-        return cls(model, config_list, evaluator, **params)
-    return cls(model, config_list, **params)
-
-
-class ScheduledPruner(NNIBoundary):
+class ScheduledPruner(Compressor, NNIBoundary):
     """Base of the schedules; subclasses define :meth:`ratio_at`.
 
     Parameters
@@ -168,7 +140,10 @@ class ScheduledPruner(NNIBoundary):
         return self.pruner.get_masks()
 
     def unwrap_model(self) -> nn.Module:
-        return self.pruner.unwrap_model()
+        """Fold the masks in and remove every hook (:meth:`get_masks` still returns the masks)."""
+        self.pruner.unwrap_model()
+        self.unwrap_previous()
+        return self.model
 
     def export_model(self, *args: Any, **kwargs: Any) -> None:
         self.pruner.export_model(*args, **kwargs)
@@ -273,4 +248,4 @@ def _restorer(*stateful: Any) -> Any:
     return restore
 
 
-__all__ = ["AGPPruner", "LinearPruner", "LotteryTicketPruner", "ScheduledPruner", "make_pruner"]
+__all__ = ["AGPPruner", "LinearPruner", "LotteryTicketPruner", "ScheduledPruner"]

@@ -6,6 +6,7 @@ config (``Quantizer(model, config_list).update_calibration_config(cfg)``), as in
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -13,9 +14,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from torchslim.compression.base import CompressResult, Compressor, is_evaluator
 from torchslim.config import resolve_config
 from torchslim.errors import ConfigError
-from torchslim.pruning.base import CompressResult
 from torchslim.quantization.config import DEFAULT_QUANT_TYPES, TargetSpec
 from torchslim.quantization.fake_quant import QuantGrad, QuantType
 from torchslim.quantization.hooks import ModuleQuant, attach, canonical_target, detach, quant_state
@@ -31,10 +32,6 @@ def _first_tensor(batch: Any) -> Any:
     if isinstance(batch, Mapping):
         return next(iter(batch.values()))
     return batch
-
-
-def _is_evaluator(obj: Any) -> bool:
-    return hasattr(obj, "train") and hasattr(obj, "bind_model")
 
 
 def calibration_config(model: nn.Module, states: Mapping[str, ModuleQuant] | None = None) -> CalibrationConfig:
@@ -57,7 +54,7 @@ def calibration_config(model: nn.Module, states: Mapping[str, ModuleQuant] | Non
     return config
 
 
-class Quantizer(NNIBoundary):
+class Quantizer(Compressor, NNIBoundary):
     """Base class of all quantizers.
 
     Parameters
@@ -95,7 +92,7 @@ class Quantizer(NNIBoundary):
         dummy_input: Any = None,
         bn_folding: bool | Mapping[str, str] = False,
     ) -> None:
-        if evaluator is not None and not _is_evaluator(evaluator):
+        if evaluator is not None and not is_evaluator(evaluator):
             raise TypeError(f"evaluator must be a torchslim Evaluator (e.g. TorchEvaluator), got {type(evaluator).__name__}")
         if isinstance(quant_start_step, bool) or not isinstance(quant_start_step, int) or quant_start_step < 0:
             raise ConfigError(f"invalid value {quant_start_step!r} for 'quant_start_step'; allowed: a non-negative integer")
@@ -106,7 +103,7 @@ class Quantizer(NNIBoundary):
         self.dummy_input = dummy_input
         self.quant_start_step = quant_start_step
         self._quant_grad: type[QuantGrad] = QuantGrad
-        self.previous: Any = None  # a compressor chained before this one (from_compressor)
+        self._unwrapped_calibration: CalibrationConfig | None = None
         self.settings = resolve_config(
             model, config_list, "quantization", default_types=DEFAULT_QUANT_TYPES, default_targets=self.default_targets
         )
@@ -157,7 +154,8 @@ class Quantizer(NNIBoundary):
         an int8 deployment must quantize them too (see ``observe_only``)."""
         for target, quant_type in (("_input_0", QuantType.INPUT), ("_output_0", QuantType.OUTPUT)):
             if target not in quants:
-                spec = TargetSpec.from_settings({}, "uint8", "affine")
+                # per channel (dim 1), like the seeds' configs, so a speedup can re-index it
+                spec = TargetSpec.from_settings({"granularity": "per_channel"}, "uint8", "affine")
                 quant = TargetQuant(spec, quant_type, self.activation_observer, "auto")
                 quant.observe_only = True
                 quants[target] = quant
@@ -166,18 +164,10 @@ class Quantizer(NNIBoundary):
     def compress(self, max_steps: int | None = None, max_epochs: int | None = None) -> CompressResult:
         """Train through the evaluator when given steps/epochs; returns ``(model, calibration_config)``."""
         trains = self.evaluator is not None and (max_steps is not None or max_epochs is not None)
-        # a scheduled pruner on the same evaluator prunes during this very training run
-        shared = self._start_previous() if trains else None
-        if shared is None:
-            self._compress_previous()
-        if trains:
-            self.evaluator.bind_model(self.model)
-            self._before_training()
-            self.model.train()
-            self.evaluator.train(max_steps, max_epochs)
-            if shared is not None:
-                shared.finish()
+        if trains:  # earlier compressors on the same evaluator (a schedule) follow this very run
+            self.train_chain(max_steps, max_epochs, start=self._before_training)
         else:
+            self.prepare_previous(trains=False)
             self._before_training()
         return CompressResult(self.model, self.get_calibration_config())
 
@@ -221,26 +211,44 @@ class Quantizer(NNIBoundary):
 
     def get_calibration_config(self) -> CalibrationConfig:
         """``{module: {'weight' | '_input_0' | '_output_0': {scale, zero_point, quant_dtype, quant_scheme,
-        quant_bits, tracked_min, tracked_max}}}``, as NNI's seeds show."""
+        quant_bits, tracked_min, tracked_max}}}``, as NNI's seeds show. After :meth:`unwrap_model`, the
+        config as it was then (so it still describes the original layers after a speedup shrinks them)."""
+        if self._unwrapped_calibration is not None:
+            return copy.deepcopy(self._unwrapped_calibration)
         return calibration_config(self.model, self.states)
 
     def update_calibration_config(self, calibration_config: Mapping[str, Mapping[str, Any]]) -> None:
-        """Load scales / zero points (e.g. from another quantizer) and quantize with them from now on."""
+        """Load scales / zero points (e.g. from another quantizer) and quantize with them from now on.
+
+        A config taken before a speedup shrank the model must first be re-indexed onto it:
+        ``speedup.channel_map.reindex(config)`` (or NNI's ``trans()`` over ``speedup.node_infos``)."""
         for name, entries in calibration_config.items():
             state = self.states.get(name)
             if state is None:
                 raise ConfigError(f"calibration config names {name!r}, which this quantizer does not quantize; "
                                   f"quantized modules: {sorted(self.states)}")
+            module = self._modules[name]
             for target, entry in entries.items():
                 quant = state.targets.get(canonical_target(target))
                 if quant is not None:
-                    quant.load(entry)
+                    quant.load(_checked_entry(name, target, entry, getattr(module, target, None)))
 
     def unwrap_model(self) -> nn.Module:
-        """Remove every quantization hook: the float model remains."""
+        """Remove every quantization hook (the float model remains), then unwrap the compressors
+        chained before this one; :meth:`get_calibration_config` still answers from the observers."""
+        if self._unwrapped_calibration is None and any(quant_state(self._modules[n]) for n in self.states):
+            self._unwrapped_calibration = calibration_config(self.model, self.states)
         for name in self.states:
             detach(self._modules[name])
+        self.unwrap_previous()
         return self.model
+
+    def start(self) -> None:
+        """Get ready for a training run shared with a compressor chained after this one."""
+        self._before_training()
+
+    def finish(self) -> None:
+        """End of a shared training run (fake quantization keeps its observed ranges)."""
 
     def export_model(
         self,
@@ -254,32 +262,15 @@ class Quantizer(NNIBoundary):
         """Save float weights, the calibration config and optionally an ONNX graph with
         QuantizeLinear/DequantizeLinear nodes carrying these scales; returns the calibration config."""
         calibration = self.get_calibration_config()
-        if model_path is not None:  # hooks leave state_dict untouched: the float weights
-            torch.save(self.model.state_dict(), model_path)
-        if calibration_path is not None:
-            torch.save(calibration, calibration_path)
-        if onnx_path is not None:
+
+        def qdq_onnx(model: nn.Module, inputs: Any, path: str | Path) -> None:
             from torchslim.quantization.int8.onnx_qdq import export_qdq_onnx
 
-            from torchslim.utils.inputs import example_input
+            export_qdq_onnx(model, calibration, inputs, path)
 
-            dummy_input = example_input(dummy_input if dummy_input is not None else self.dummy_input, input_shape,
-                                        device)
-            export_qdq_onnx(self.model, calibration, dummy_input, onnx_path)
-        return calibration
-
-    @classmethod
-    def from_compressor(cls, compressor: Any, new_config_list: Sequence[Mapping[str, Any]], *args: Any,
-                        evaluator: Any = None, **kwargs: Any) -> "Quantizer":
-        """Chain after a pruner (or another compressor) on the same model and evaluator.
-
-        The pruner's masks keep applying (their hook runs before fake quantization), and
-        ``compress()`` first runs the pruner's ``compress()`` if it has no masks yet.
-        """
-        evaluator = evaluator if evaluator is not None else getattr(compressor, "evaluator", None)
-        quantizer = cls(compressor.model, new_config_list, evaluator, *args, **kwargs)
-        quantizer.previous = compressor
-        return quantizer
+        # hooks leave state_dict untouched: the saved weights are the float ones
+        return self.export_files(model_path, calibration, calibration_path, onnx_path, input_shape, device,
+                                 dummy_input, onnx_export=qdq_onnx)
 
     # v2 loop compatibility: training loops call these
     def update_epoch(self, epoch: int) -> None:
@@ -301,25 +292,6 @@ class Quantizer(NNIBoundary):
     # --- helpers ---------------------------------------------------------------------------------
     def _before_training(self) -> None:
         """Hook for subclasses (e.g. LSQ adds its step sizes to the optimizer)."""
-
-    def _start_previous(self) -> Any:
-        """Hook a previous compressor that can share a training run (``start``/``finish``)."""
-        prev = self.previous
-        if (prev is None or getattr(self, "_previous_done", False) or not hasattr(prev, "start")
-                or not hasattr(prev, "finish") or getattr(prev, "evaluator", None) is not self.evaluator):
-            return None
-        self._previous_done = True
-        prev.start()
-        return prev
-
-    def _compress_previous(self) -> None:
-        prev = self.previous
-        if prev is None or getattr(self, "_previous_done", False):
-            return
-        self._previous_done = True
-        get_masks = getattr(prev, "get_masks", None)
-        if get_masks is not None and not get_masks():
-            prev.compress()
 
     def _custom_method(self, quant_type: QuantType) -> bool:
         name = {"weight": "quantize_weight", "input": "quantize_input", "output": "quantize_output"}[quant_type.value]
@@ -358,6 +330,26 @@ class Quantizer(NNIBoundary):
     def _restore_mode(self, old: dict[tuple[str, str], str]) -> None:
         for (name, target), mode in old.items():
             self.states[name].targets[target].mode = mode
+
+
+def _checked_entry(name: str, target: str, entry: Mapping[str, Any], tensor: Any) -> Mapping[str, Any]:
+    """Refuse a weight scale that does not fit the weight (a config from before a speedup); drop a
+    tracked range whose shape no longer matches the re-indexed scale (NNI's ``trans()`` keeps it)."""
+    scale = entry.get("scale")
+    if isinstance(scale, torch.Tensor) and isinstance(tensor, torch.Tensor) and scale.numel() > 1:
+        shape = tuple(scale.shape)
+        if len(shape) > tensor.dim() or any(s not in (1, t) for s, t in zip(shape, tensor.shape)):
+            raise ConfigError(f"calibration config of {name!r} target {target!r} has scale shape {list(shape)}, which "
+                              f"does not fit its tensor {list(tensor.shape)}: was it taken before a speedup? Re-index "
+                              "it with speedup.channel_map.reindex(config)")
+    if isinstance(scale, torch.Tensor) and scale.numel() > 1:
+        stale = [k for k in ("tracked_min", "tracked_max")
+                 if isinstance(entry.get(k), torch.Tensor) and entry[k].numel() > 1 and entry[k].shape != scale.shape]
+        if stale and entry.get("observed_only"):  # deployment needs a range: the overall one still holds
+            return {**entry, "tracked_min": entry["tracked_min"].min(), "tracked_max": entry["tracked_max"].max()}
+        if stale:
+            return {k: v for k, v in entry.items() if k not in ("tracked_min", "tracked_max")}
+    return entry
 
 
 __all__ = ["CalibrationConfig", "Quantizer"]

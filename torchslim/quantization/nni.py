@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from torchslim.utils.legacy import deprecated
+from torchslim.utils.legacy import deprecated, first_arg_unwrapped
 
 # renamed public names: old -> (module, modern name)
 ALIASES: dict[str, tuple[str, str]] = {
@@ -31,7 +31,7 @@ def quantizer_call(cls: type, args: tuple, kwargs: dict[str, Any]) -> tuple[tupl
     """Translate a call of a quantizer class to its typed signature."""
     import torch
 
-    args, kwargs = list(args), dict(kwargs)
+    args, kwargs = first_arg_unwrapped(args, kwargs)
     evaluator = args[2] if len(args) > 2 else kwargs.get("evaluator")
     if isinstance(evaluator, torch.optim.Optimizer):
         deprecated(f"{cls.__name__}(model, config_list, optimizer, ...)",

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from torchslim.pruning.base import CompressResult
+from torchslim.compression.base import CompressResult
 from torchslim.quantization.base import Quantizer
 from torchslim.quantization.fake_quant import QuantType
 from torchslim.quantization.observers import EMAObserver
@@ -61,7 +61,7 @@ class PtqQuantizer(Quantizer):
     def compress(self, calibration_data: Iterable[Any] | None = None, max_steps: int | None = None,
                  max_epochs: int | None = None) -> CompressResult:
         """Calibrate (at most ``max_steps`` batches) and freeze; returns ``(model, calibration_config)``."""
-        self._compress_previous()
+        self.prepare_previous(trains=False)
         if calibration_data is not None:
             self.calibrate(calibration_data, max_steps)
         elif self.evaluator is not None and getattr(self.evaluator, "evaluating_func", None) is not None:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from torchslim.pruning.granularity import block_sizes, expand_mask, to_units
+from torchslim.compression.granularity import block_sizes, expand_mask, to_units
 from torchslim.quantization.config import TargetSpec
 from torchslim.quantization.fake_quant import QuantGrad, QuantType, lsq_quantize, round_ste
 from torchslim.quantization.observers import Observer, make_observer, qparams
@@ -130,8 +130,10 @@ class TargetQuant:
         spec = self.spec
         entry: dict[str, Any] = {}
         if self.observe_only:
-            if self.observer.ready:
-                entry.update(tracked_min=_squeeze(self.observer.min.clone()), tracked_max=_squeeze(self.observer.max.clone()))
+            if self.observer.ready:  # with the uint8 grid of that range, so NNI-style code finds a scale
+                scale, zero_point = qparams(self.observer.min, self.observer.max, spec.dtype, spec.scheme)
+                entry.update(scale=_squeeze(scale.detach().clone()), zero_point=_squeeze(zero_point.detach().clone()),
+                             tracked_min=_squeeze(self.observer.min.clone()), tracked_max=_squeeze(self.observer.max.clone()))
             return {**entry, "observed_only": True}
         if self.ready:
             entry["scale"] = _squeeze(self.scale.detach().clone())

@@ -21,6 +21,7 @@ from torch import nn
 from torchslim.errors import SpeedupError
 from torchslim.graph.engine import Context, analyze_part, no_gc
 from torchslim.graph.trace import _call, trace_model
+from torchslim.speedup.channel_map import ChannelMap, record_channel_map
 from torchslim.speedup.report import LayerRow, SpeedupReport
 from torchslim.speedup.masks import RestorePoint, validate_masks
 from torchslim.speedup.serialize import record_spec
@@ -76,6 +77,14 @@ class ModelSpeedup:
         self.check = check
         self.rtol, self.atol = rtol, atol
         self.report: SpeedupReport | None = None
+        self.channel_map: ChannelMap | None = None  # after speedup_model(): what every shrunk layer kept
+
+    @property
+    def node_infos(self) -> dict[Any, Any]:
+        """NNI's view of :attr:`channel_map`: ``node_infos[node].output_masks / param_masks``."""
+        if self.channel_map is None:
+            raise RuntimeError("node_infos exist after speedup_model()")
+        return self.channel_map.node_infos()
 
     def speedup_model(self) -> nn.Module:
         """Shrink the model in place and return it (raises SpeedupError if it would be wrong)."""
@@ -114,6 +123,7 @@ class ModelSpeedup:
         report.analysis_s = time.perf_counter() - t0 - report.trace_s
 
         shrinkable = {n: u for n, u in ctx.uses.items() if n in keep}
+        channel_map = ChannelMap.from_keep(shrinkable, keep)
         ref_out = self._reference(model)
         backup = _snapshot(u.module for u in shrinkable.values())
         replaced: list[tuple[nn.Module, str, nn.Module]] = []
@@ -127,6 +137,8 @@ class ModelSpeedup:
         report.shrink_s = time.perf_counter() - t0 - report.trace_s - report.analysis_s
         if self.check:
             self._verify(model, ctx, shrinkable, backup, ref_out, report, replaced)
+        self.channel_map = channel_map
+        record_channel_map(model, channel_map)
         report.total_s = time.perf_counter() - t0
 
     @torch.inference_mode()

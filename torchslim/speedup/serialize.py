@@ -1,11 +1,13 @@
 """Save and load a shrunk model in one call each (no masks, no re-running speedup).
 
 The file holds the model's ``state_dict``, a *shape spec* (for every shrunk layer its kind
-and new channel counts) and, separately, the pickled module. ``load(path, model=fresh)``
-reads only tensors and plain data (``torch.load(weights_only=True)``: a crafted file cannot
-run code), resizes a freshly built model of the same architecture from the spec and loads
-the weights; the model's classes need not be importable from where they were saved.
-``load(path, weights_only=False)`` unpickles the saved module itself: trusted files only.
+and new channel counts), the channel map (which original indices every shrunk layer kept,
+as plain tensors; see ``channel_map.py``) and, separately, the pickled module.
+``load(path, model=fresh)`` reads only tensors and plain data (``torch.load(weights_only=True)``:
+a crafted file cannot run code), resizes a freshly built model of the same architecture from
+the spec and loads the weights; the model's classes need not be importable from where they
+were saved. ``load(path, weights_only=False)`` unpickles the saved module itself: trusted
+files only.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchslim.speedup.channel_map import MAP_ATTR, ChannelMap, model_channel_map
 from torchslim.speedup.shrink import SHRINKERS
 
 SPEC_ATTR = "_torchslim_speedup_spec"
@@ -31,11 +34,12 @@ def record_spec(model: nn.Module, layers: dict[str, tuple[str, dict[str, int], i
 
 
 def save(model: nn.Module, path: str | Path) -> None:
-    """Write the shrunk model (weights, shape spec and the pickled module) to ``path``."""
+    """Write the shrunk model (weights, shape spec, channel map and the pickled module) to ``path``."""
     pickled = io.BytesIO()
     torch.save(model, pickled)
     torch.save({"format": FORMAT, "state_dict": model.state_dict(),
-                "spec": getattr(model, SPEC_ATTR, {}), "module": pickled.getvalue()}, path)
+                "spec": getattr(model, SPEC_ATTR, {}), "channel_map": model_channel_map(model).to_dict(),
+                "module": pickled.getvalue()}, path)
 
 
 def load(path: str | Path, model: nn.Module | None = None, map_location: Any = "cpu", *,
@@ -68,6 +72,8 @@ def load(path: str | Path, model: nn.Module | None = None, map_location: Any = "
                           weights_only=False)
     apply_spec(model, blob["spec"])
     model.load_state_dict(blob["state_dict"])
+    if blob.get("channel_map"):
+        setattr(model, MAP_ATTR, ChannelMap.from_dict(blob["channel_map"]))
     return model
 
 

@@ -46,6 +46,25 @@ def resolve(path: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
+def unwrap_result(obj: Any) -> Any:
+    """v2 code passes on what ``model = pruner.compress()`` returned: the model of a ``(model, masks)`` result."""
+    from torch import nn
+
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], nn.Module) and not isinstance(obj, nn.Module):
+        return obj[0]
+    return obj
+
+
+def first_arg_unwrapped(args: tuple, kwargs: dict[str, Any]) -> tuple[list, dict[str, Any]]:
+    """``args`` / ``kwargs`` as mutable copies, with the model (first argument) unwrapped."""
+    args, kwargs = list(args), dict(kwargs)
+    if args:
+        args[0] = unwrap_result(args[0])
+    if "model" in kwargs:
+        kwargs["model"] = unwrap_result(kwargs["model"])
+    return args, kwargs
+
+
 class NNICallForms(type):
     """Metaclass: ``Cls(*args, **kwargs)`` goes through ``Cls.nni_adapter`` before ``__init__``."""
 
@@ -88,4 +107,5 @@ def deprecated_aliases(aliases: Mapping[str, tuple[str, str]], namespace: str) -
     return __getattr__
 
 
-__all__ = ["Built", "NNIBoundary", "NNICallForms", "deprecated", "deprecated_aliases", "resolve"]
+__all__ = ["Built", "NNIBoundary", "NNICallForms", "deprecated", "deprecated_aliases", "first_arg_unwrapped", "resolve",
+           "unwrap_result"]
