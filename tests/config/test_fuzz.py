@@ -155,7 +155,7 @@ class Gen:
 
     def targets(self, entry: dict) -> list:
         good = [["weight"], ["weight", "bias"], ["bias"]]
-        bad = [["wieght"], ["_input_7"], ["_input_"], "weight", ["_output_"], []]
+        bad = [["wieght"], ["_input_7"], ["_input_"], "weight", []]
         if self.chance(0.6):
             entry["target_names"] = self.rng.choice(good)
             return entry["target_names"]
