@@ -218,8 +218,11 @@ class NNIExperiment:
     def _announce(self) -> None:
         (self._exp.folder / WEBUI_FILE).write_text(json.dumps({"port": self.port,
                                                                "pid": os.getpid()}))
-        print(f"torchslim: experiment {self.id} web UI at {self._server.url}/experiments/{self.id}",
-              flush=True)
+        page = f"{self._server.url}/experiments/{self.id}"
+        print(f"torchslim: experiment {self.id} web UI at {page}", flush=True)
+        # the UI is read-only without the experiment's token (docs/experiments_platform.md)
+        print(f"torchslim: control (kill, update) with {page}?token="
+              f"{self._server.tokens.token(self.id)}", flush=True)
 
     def run(self, port: int = 8080, wait_completion: bool = True, debug: bool = False) -> bool | None:
         """Start, serve the web UI on ``port`` while it runs, and block until it ends.
