@@ -88,7 +88,9 @@ def test_a_second_speedup_composes_onto_original_indices():
     net, _, first, _ = _pruned_and_sped_up()
     mask = torch.zeros(4, 3, 3, 3)
     mask[[1, 3]] = 1
-    ModelSpeedup(net, X, {"conv1": {"weight": mask, "bias": mask[:, 0, 0, 0]}}).speedup_model()
+    channels = mask[:, 0, 0, 0]
+    ModelSpeedup(net, X, {"conv1": {"weight": mask, "bias": channels},
+                          "bn1": {"weight": channels, "bias": channels}}).speedup_model()
     total = model_channel_map(net)["conv1"].outputs
     assert torch.equal(total, first.channel_map["conv1"].outputs[[1, 3]])
 
