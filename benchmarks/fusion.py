@@ -207,6 +207,11 @@ def render(data: dict[str, Any]) -> str:
         for variant, c in a["chosen"].items():
             lines.append(f"| {variant} | {c['params']:,} | {c['lr']:g}, {c['distill'] or '-'} | {c['val_mean']:.2f} | "
                          f"**{_ms(c['test'])}** | {_ms(c['int8_test'])} |")
+        if {"with distillation", "without distillation"} <= set(a["chosen"]):
+            on, off = a["chosen"]["with distillation"], a["chosen"]["without distillation"]
+            diffs = [x - y for x, y in zip(on["test"], off["test"])]
+            lines += ["", f"With − without distillation, per seed (test, int8 simulated): "
+                          f"{', '.join(f'{d:+.2f}' for d in diffs)} points (mean {statistics.mean(diffs):+.2f})."]
         lines += ["", f"Wall time {a['wall_s']:.0f} s."]
     lines += ["", f"Machine: {data['machine']}; shared with other jobs while measured (load average "
                   f"{data['loadavg']}), so absolute times are noisy; latencies are medians of interleaved rounds.", ""]
@@ -219,7 +224,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--skip-structural", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--render-only", action="store_true", help="re-render fusion.md from fusion.json")
     args = parser.parse_args()
+    if args.render_only:
+        (RESULTS / "fusion.md").write_text(render(json.loads((RESULTS / "fusion.json").read_text())))
+        return
     torch.set_num_threads(1)
     path = RESULTS / "fusion.json"
     data = json.loads(path.read_text()) if path.exists() else {}
