@@ -33,6 +33,8 @@ _LAZY = {
     "qlognormal": "torchslim.experiment.searchspace",
     # training-loop protocol
     "TorchEvaluator": "torchslim.evaluator",
+    # NNI's nni.trace (returns its argument; see torchslim.nni)
+    "trace": "torchslim.nni",
 }
 
 __all__ = ["ConfigError", "MissingDependencyError", "SpeedupError", "TorchSlimError", *_LAZY]

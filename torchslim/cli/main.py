@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = (
     "torchslim.cli.demo",
     "torchslim.cli.experiment",
+    "torchslim.cli.migrate",
 )
 
 

@@ -35,6 +35,9 @@ class CompressResult(tuple):
     def __new__(cls, model: nn.Module, masks: Any):
         return super().__new__(cls, (model, masks))
 
+    def __getnewargs__(self) -> tuple[nn.Module, Any]:  # copy / deepcopy / pickle
+        return tuple(self)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self[0], name)
 

@@ -5,7 +5,9 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from torchslim.config.schema import SELECTOR_KEYS, Schema, Validator, boolean, get_schema, regex_list, str_list
+from torchslim.config.schema import (
+    SELECTOR_KEYS, InvalidValue, Schema, Validator, boolean, get_schema, regex_list, str_list,
+)
 from torchslim.errors import ConfigError
 
 _SELECTOR_VALIDATORS: dict[str, Validator] = {
@@ -49,10 +51,12 @@ def _unknown_key(where: str, key: str, value: Any, allowed: Iterable[str]) -> Co
     )
 
 
-def _rename_legacy(raw: Mapping[str, Any], schema: Schema, index: int, where: str) -> dict[str, Any]:
-    """Translate v2 spellings to canonical ones, refusing an entry that gives both."""
+def _rename_legacy(raw: Mapping[str, Any], schema: Schema, index: int, where: str,
+                   origin: dict[str, str] | None = None) -> dict[str, Any]:
+    """Translate v2 spellings to canonical ones, refusing an entry that gives both; ``origin``
+    receives canonical key -> the key as the user wrote it."""
     out: dict[str, Any] = {}
-    origin: dict[str, str] = {}
+    origin = {} if origin is None else origin
     for key, value in raw.items():
         if not isinstance(key, str):
             raise ConfigError(f"{where}: keys must be strings, got {key!r}")
@@ -75,24 +79,33 @@ def parse_entry(raw: Any, index: int, schema: Schema) -> ConfigEntry:
     where = f"config_list[{index}]"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: each entry must be a dict, got {type(raw).__name__} {raw!r}")
-    data = _rename_legacy(raw, schema, index, where)
+    origin: dict[str, str] = {}
+    data = _rename_legacy(raw, schema, index, where, origin)
     if schema.translate is not None:
         data = schema.translate(data, where)
     allowed = set(_SELECTOR_VALIDATORS) | set(schema.settings) | set(schema.legacy)
     entry = ConfigEntry(index=index)
     for key, value in data.items():
-        if key in _SELECTOR_VALIDATORS:
-            setattr(entry, key, _SELECTOR_VALIDATORS[key](value, where))
-        elif key == "target_names":
-            entry.target_names = schema.settings[key](value, where)
-        elif key == "target_settings":
-            entry.target_settings = _parse_target_settings(value, schema, where)
-        elif key in schema.settings:
-            entry.settings[key] = schema.settings[key](value, where)
-        else:
-            raise _unknown_key(where, key, value, allowed)
+        try:
+            if key in _SELECTOR_VALIDATORS:
+                setattr(entry, key, _SELECTOR_VALIDATORS[key](value, where))
+            elif key == "target_names":
+                entry.target_names = schema.settings[key](value, where)
+            elif key == "target_settings":
+                entry.target_settings = _parse_target_settings(value, schema, where)
+            elif key in schema.settings:
+                entry.settings[key] = schema.settings[key](value, where)
+            else:
+                raise _unknown_key(where, key, value, allowed)
+        except InvalidValue as exc:
+            raise _as_written(exc, origin) from None
     _check_entry(entry, schema)
     return entry
+
+
+def _as_written(exc: InvalidValue, origin: Mapping[str, str]) -> InvalidValue:
+    """Name the key as the user wrote it (``sparsity``, not ``sparse_ratio``)."""
+    return exc.as_written(origin[exc.key]) if exc.key in origin else exc
 
 
 def _parse_target_settings(value: Any, schema: Schema, where: str) -> dict[str, dict[str, Any]]:
@@ -104,10 +117,14 @@ def _parse_target_settings(value: Any, schema: Schema, where: str) -> dict[str, 
         if not isinstance(settings, Mapping):
             raise ConfigError(f"{inner}: must be a dict of settings, got {settings!r}")
         checked: dict[str, Any] = {}
-        for key, item in _rename_legacy(settings, schema, 0, inner).items():
+        origin: dict[str, str] = {}
+        for key, item in _rename_legacy(settings, schema, 0, inner, origin).items():
             if key not in schema.target_keys:
                 raise _unknown_key(inner, key, item, schema.target_keys)
-            checked[key] = schema.target_keys[key](item, inner)
+            try:
+                checked[key] = schema.target_keys[key](item, inner)
+            except InvalidValue as exc:
+                raise _as_written(exc, origin) from None
         out[str(target)] = checked
     return out
 

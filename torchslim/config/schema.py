@@ -19,8 +19,31 @@ Validator = Callable[[Any, str], Any]
 SELECTOR_KEYS = ("op_types", "op_names", "op_names_re", "exclude_op_names", "exclude_op_types", "exclude")
 
 
-def fail(where: str, key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"{where}: invalid value {value!r} for key '{key}'; allowed: {allowed}")
+class InvalidValue(ConfigError):
+    """A key's value is not allowed. Keeps the parts so the parser can name the key as the user wrote it."""
+
+    def __init__(self, where: str, key: str, value: Any, allowed: str, canonical: str | None = None) -> None:
+        self.where, self.key, self.value, self.allowed, self.canonical = where, key, value, allowed, canonical
+        super().__init__(invalid_value_message(where, key, value, allowed, canonical))
+
+    def as_written(self, key: str) -> "InvalidValue":
+        """The same error naming ``key`` (the user's spelling of this error's canonical key)."""
+        if key == self.key:
+            return self
+        return InvalidValue(self.where, key, self.value, self.allowed, canonical=self.key)
+
+
+def invalid_value_message(where: str, key: str, value: Any, allowed: str, canonical: str | None = None) -> str:
+    """The one wording of a bad value: where, the key and value as written, what is allowed, then
+    the canonical key if the user wrote another spelling."""
+    message = f"{where}: invalid value {value!r} for key '{key}'; allowed: {allowed}"
+    if canonical and canonical != key:
+        message += f" (torchslim's name for '{key}' is '{canonical}')"
+    return message
+
+
+def fail(where: str, key: str, value: Any, allowed: str) -> InvalidValue:
+    return InvalidValue(where, key, value, allowed)
 
 
 def str_list(key: str) -> Validator:

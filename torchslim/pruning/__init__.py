@@ -6,6 +6,8 @@ capabilities that are still being built do not break the others.
 from __future__ import annotations
 
 from torchslim._lazy import lazy_getattr
+from torchslim.pruning.nni import ALIASES
+from torchslim.utils.legacy import deprecated_aliases
 
 _LAZY = {
     "Pruner": "torchslim.pruning.base",
@@ -14,8 +16,6 @@ _LAZY = {
     "L1NormPruner": "torchslim.pruning.pruners",
     "L2NormPruner": "torchslim.pruning.pruners",
     "FPGMPruner": "torchslim.pruning.pruners",
-    "L1FilterPruner": "torchslim.pruning.pruners",
-    "L2FilterPruner": "torchslim.pruning.pruners",
     "ScoreContext": "torchslim.pruning.importance",
     "register_importance": "torchslim.pruning.importance",
     "get_importance": "torchslim.pruning.importance",
@@ -24,12 +24,10 @@ _LAZY = {
     # data-driven pruners
     "SlimPruner": "torchslim.pruning.data_pruners",
     "TaylorPruner": "torchslim.pruning.data_pruners",
-    "TaylorFOWeightPruner": "torchslim.pruning.data_pruners",
     "ActivationAPoZRankPruner": "torchslim.pruning.data_pruners",
     "ActivationMeanRankPruner": "torchslim.pruning.data_pruners",
     "MovementPruner": "torchslim.pruning.data_pruners",
     "DataPruner": "torchslim.pruning.data_pruners",
-    "TaylorFOWeightFilterPruner": "torchslim.pruning.data_pruners",
     "register_data_importance": "torchslim.pruning.data_importance",
     "Collector": "torchslim.pruning.data_importance",
     "GradientCollector": "torchslim.pruning.data_importance",
@@ -45,4 +43,9 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-__getattr__ = lazy_getattr(__name__, _LAZY, globals())
+_modern = lazy_getattr(__name__, _LAZY, globals())
+_legacy = deprecated_aliases(ALIASES, __name__)  # NNI's old names: they warn on every access
+
+
+def __getattr__(name: str):
+    return _legacy(name) if name in ALIASES else _modern(name)

@@ -19,6 +19,7 @@ from torchslim.masking import MaskKeeper, attach_masks, get_masks as module_mask
 from torchslim.pruning.allocation import Candidate, allocate
 from torchslim.compression.granularity import block_sizes, channel_dim, expand_mask, is_structured
 from torchslim.pruning.importance import ScoreContext, Scorer, get_importance
+from torchslim.utils.legacy import NNIBoundary
 
 Masks = dict[str, dict[str, torch.Tensor]]
 
@@ -37,7 +38,7 @@ class LayerInfo:
         return masks.get("weight", torch.ones_like(self.module.weight))
 
 
-class Pruner(Compressor):
+class Pruner(Compressor, NNIBoundary):
     """Base class of all pruners.
 
     Parameters
@@ -54,6 +55,7 @@ class Pruner(Compressor):
         masked model equals what speedup builds. NNI's ``align`` target settings also apply.
     """
 
+    nni_adapter = "torchslim.pruning.nni:pruner_call"  # NNI's call forms are translated there first
     default_importance: str | Scorer = "l1"
     default_granularity: Any = "out_channel"
     # algorithm-specific config keys (name -> validator)

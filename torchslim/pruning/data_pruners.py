@@ -5,10 +5,9 @@ loop through the evaluator for ``training_steps`` optimizer steps, then scores a
 like any pruner. Inside a schedule (AGP, linear, lottery ticket) the collector stays on
 while the schedule trains, and each pruning step uses what was gathered since the last.
 
-Both NNI forms are accepted::
-
-    TaylorPruner(model, config_list, evaluator, training_steps=100)              # 3.0
-    TaylorFOWeightPruner(model, config_list, optimizer, trainer, criterion, 1)   # v2
+The form is NNI 3.0's ``TaylorPruner(model, config_list, evaluator, training_steps=100)``;
+v2's ``(model, config_list, optimizer, trainer, criterion, batches)`` is translated by
+:mod:`torchslim.pruning.nni`.
 """
 from __future__ import annotations
 
@@ -27,33 +26,13 @@ from torchslim.pruning.progress import TargetRatios, cubic, train_hooked
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
 
-def _legacy_form(evaluator: Any, training_steps: Any, legacy: Sequence[Any]) -> tuple[dict[str, Any], Any]:
-    """Sort NNI v2 positional arguments into (optimizer, trainer, criterion) and a step count.
-
-    v2.0–2.4: ``(model, config_list, optimizer, trainer, criterion, batches)``;
-    v2.5+: ``(model, config_list, trainer, traced_optimizer, criterion, batches)``.
-    """
-    if isinstance(evaluator, torch.optim.Optimizer):
-        rest = [training_steps, *legacy]
-        names = ("trainer", "criterion")
-        parts = {"optimizer": evaluator, **dict(zip(names, rest))}
-        return parts, rest[2] if len(rest) > 2 else None
-    if callable(evaluator) and not isinstance(evaluator, Evaluator):
-        rest = [training_steps, *legacy]
-        parts = {"trainer": evaluator, **dict(zip(("optimizer", "criterion"), rest))}
-        return parts, rest[2] if len(rest) > 2 else None
-    if legacy:
-        raise TypeError(f"unexpected positional arguments {legacy!r} after training_steps")
-    return {}, training_steps
-
-
 class DataPruner(Pruner):
     """A pruner whose importance needs training statistics (any data scorer, by name).
 
     Parameters
     ----------
     model, config_list: as for every pruner.
-    evaluator: a :class:`torchslim.TorchEvaluator` (or v2's optimizer, trainer, criterion).
+    evaluator: a :class:`torchslim.TorchEvaluator`.
     training_steps: optimizer steps of the user's loop run to gather statistics.
     importance: a registered data scorer ('taylor', 'apoz', 'mean_activation', ...).
     """
@@ -67,25 +46,13 @@ class DataPruner(Pruner):
         config_list: Sequence[Mapping[str, Any]],
         evaluator: Any = None,
         training_steps: int | None = None,
-        *legacy: Any,
-        optimizer: Any = None,
-        trainer: Callable[..., Any] | None = None,
-        criterion: Any = None,
-        training_batches: int | None = None,
-        sparsifying_training_batches: int | None = None,
+        *,
         dummy_input: Any = None,
         **kwargs: Any,
     ) -> None:
-        parts, steps = _legacy_form(evaluator, training_steps, legacy)
-        if parts:
-            evaluator = None
-            optimizer, trainer, criterion = (parts.get(k, v) for k, v in
-                                            (("optimizer", optimizer), ("trainer", trainer), ("criterion", criterion)))
-        evaluator = as_evaluator(evaluator, optimizer=optimizer, trainer=trainer, criterion=criterion,
-                                 dummy_input=dummy_input)
+        evaluator = as_evaluator(evaluator)
         super().__init__(model, config_list, evaluator, dummy_input=dummy_input, **kwargs)
-        self.training_steps = int(steps or training_batches or sparsifying_training_batches
-                                  or self.default_training_steps)
+        self.training_steps = int(training_steps or self.default_training_steps)
         if self.evaluator is not None:
             self.evaluator.bind_model(model)
         self._collector: Collector | None = None
@@ -154,10 +121,6 @@ class TaylorPruner(DataPruner):
     default_importance = "taylor"
 
 
-TaylorFOWeightPruner = TaylorPruner
-TaylorFOWeightFilterPruner = TaylorPruner
-
-
 class _ActivationPruner(DataPruner):
     def __init__(self, *args: Any, activation: Callable[[torch.Tensor], torch.Tensor] | str = "relu",
                  **kwargs: Any) -> None:
@@ -185,21 +148,18 @@ class SlimPruner(DataPruner):
     factors, then drop the channels with the smallest ``|gamma|``.
 
     Select normalisation layers (``op_types: ['BatchNorm2d']``); their weight and bias are
-    masked. ``mode='global'`` (v2) ranks all selected layers together.
+    masked (a shared ``global_group_id`` ranks the layers together). The penalty trains for
+    ``training_steps`` optimizer steps, or ``training_epochs`` epochs when given.
     """
 
     default_importance = "slim"
 
-    def __init__(self, model: nn.Module, config_list: Sequence[Mapping[str, Any]], *args: Any,
-                 regular_scale: float | None = None, scale: float | None = None,
-                 sparsifying_training_epochs: int | None = None, mode: str = "normal", **kwargs: Any) -> None:
-        if mode == "global":
-            config_list = [dict(entry, global_group_id=entry.get("global_group_id", "slim"))
-                           if not entry.get("exclude") else entry for entry in config_list]
-            mode = "normal"
-        self.regular_scale = regular_scale if regular_scale is not None else (scale if scale is not None else 1e-4)
-        self.training_epochs = sparsifying_training_epochs
-        super().__init__(model, config_list, *args, mode=mode, **kwargs)
+    def __init__(self, model: nn.Module, config_list: Sequence[Mapping[str, Any]], evaluator: Any = None,
+                 training_steps: int | None = None, *, regular_scale: float = 1e-4,
+                 training_epochs: int | None = None, **kwargs: Any) -> None:
+        self.regular_scale = regular_scale
+        self.training_epochs = training_epochs
+        super().__init__(model, config_list, evaluator, training_steps, **kwargs)
         for name in self.settings:
             if not isinstance(self._modules[name], _NORM_TYPES):
                 raise ConfigError(
@@ -218,7 +178,7 @@ class SlimPruner(DataPruner):
         return [self.evaluator.patch_loss(l1_penalty)]
 
     def collect_data(self) -> dict[tuple[str, str], Any]:
-        if self.training_epochs and not self.collecting:  # v2: sparsifying_training_epochs
+        if self.training_epochs and not self.collecting:
             self.start_collecting()
             try:
                 self.evaluator.train(max_epochs=self.training_epochs)
@@ -316,5 +276,5 @@ class MovementPruner(DataPruner):
 
 __all__ = [
     "ActivationAPoZRankPruner", "ActivationMeanRankPruner", "DataPruner", "MovementPruner", "SlimPruner",
-    "TaylorFOWeightFilterPruner", "TaylorFOWeightPruner", "TaylorPruner",
+    "TaylorPruner",
 ]

@@ -28,7 +28,3 @@ class FPGMPruner(Pruner):
 
     default_importance = "fpgm"
 
-
-# v1/v2 names
-L1FilterPruner = L1NormPruner
-L2FilterPruner = L2NormPruner

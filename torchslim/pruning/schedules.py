@@ -11,13 +11,14 @@ step the masks are frozen and training goes on as fine-tuning until ``max_steps`
 * :class:`LotteryTicketPruner`: each step prunes the same share of the remaining weights and
   rewinds the survivors (and optimizer state) to their initial values (Frankle & Carbin, 2019).
 
-Forms accepted::
+The form is NNI 3.0's::
 
     AGPPruner(TaylorPruner(model, cfg, evaluator, training_steps=100), interval_steps=100, total_times=30)
-    AGPPruner(model, cfg, optimizer, trainer, criterion, num_iterations=10, epochs_per_iteration=1,
-              pruning_algorithm='l1')                       # v2: compress() trains
-    AGPPruner(model, cfg, optimizer, pruning_algorithm='level', num_iterations=10)   # v1: the user
-              # trains and calls pruner.update_epoch(epoch) at the start of each epoch
+
+NNI's older forms (v0 ``AGP_Pruner(config_list)``, v1/v2 ``AGPPruner(model, cfg, optimizer, ...)``, v2.x
+``LinearPruner(model, cfg, 'l1', total_iteration)``) are translated by :mod:`torchslim.pruning.nni`;
+``epochs_per_iteration`` (set there) makes ``compress()`` alternate pruning and epochs of training, and
+without an evaluator the user trains and calls :meth:`ScheduledPruner.update_epoch`.
 """
 from __future__ import annotations
 
@@ -29,41 +30,12 @@ import torch
 from torch import nn
 
 from torchslim.compression.base import Compressor
-from torchslim.errors import ConfigError
-from torchslim.evaluator import as_evaluator
 from torchslim.pruning.base import CompressResult, Masks, Pruner
 from torchslim.pruning.data_pruners import DataPruner
 from torchslim.pruning.progress import TargetRatios, cubic, is_due, linear, lottery_ratio, train_hooked
+from torchslim.utils.legacy import NNIBoundary
 
-# v2's pruning_algorithm names -> pruner class path (module, class)
-_ALGORITHMS = {
-    "level": ("torchslim.pruning.pruners", "LevelPruner"),
-    "l1": ("torchslim.pruning.pruners", "L1NormPruner"),
-    "l2": ("torchslim.pruning.pruners", "L2NormPruner"),
-    "fpgm": ("torchslim.pruning.pruners", "FPGMPruner"),
-    "slim": ("torchslim.pruning.data_pruners", "SlimPruner"),
-    "taylor": ("torchslim.pruning.data_pruners", "TaylorPruner"),
-    "taylorfo": ("torchslim.pruning.data_pruners", "TaylorPruner"),
-    "apoz": ("torchslim.pruning.data_pruners", "ActivationAPoZRankPruner"),
-    "mean_activation": ("torchslim.pruning.data_pruners", "ActivationMeanRankPruner"),
-}
-
-
-def make_pruner(algorithm: str, model: nn.Module, config_list: Sequence[Mapping[str, Any]],
-                evaluator: Any = None, **params: Any) -> Pruner:
-    """A sub-pruner from a v2 ``pruning_algorithm`` name."""
-    import importlib
-
-    if algorithm not in _ALGORITHMS:
-        raise ConfigError(f"unknown pruning_algorithm {algorithm!r}; allowed: {', '.join(sorted(_ALGORITHMS))}")
-    module, name = _ALGORITHMS[algorithm]
-    cls = getattr(importlib.import_module(module), name)
-    if issubclass(cls, DataPruner):
-        return cls(model, config_list, evaluator, **params)
-    return cls(model, config_list, **params)
-
-
-class ScheduledPruner(Compressor):
+class ScheduledPruner(Compressor, NNIBoundary):
     """Base of the schedules; subclasses define :meth:`ratio_at`.
 
     Parameters
@@ -74,15 +46,11 @@ class ScheduledPruner(Compressor):
     evaluator: drives training; defaults to the sub-pruner's evaluator.
     """
 
-    def __init__(self, pruner: Pruner | nn.Module, interval_steps: int | Sequence[Mapping[str, Any]] = 100,
-                 total_times: Any = 10, evaluator: Any = None, *legacy: Any, **kwargs: Any) -> None:
+    nni_adapter = "torchslim.pruning.nni:schedule_call"  # NNI's call forms are translated there first
+
+    def __init__(self, pruner: Pruner, interval_steps: int = 100, total_times: int = 10,
+                 evaluator: Any = None) -> None:
         self.epochs_per_iteration: int | None = None  # set by the v1/v2 forms
-        if isinstance(pruner, nn.Module):
-            pruner, evaluator, interval_steps, total_times = self._from_v2(
-                pruner, interval_steps, total_times, evaluator, *legacy, **kwargs)
-        elif legacy or kwargs:
-            raise TypeError(f"{type(self).__name__}(pruner, interval_steps, total_times, evaluator) got extra "
-                            f"arguments {list(legacy) + list(kwargs)}")
         if not isinstance(pruner, Pruner):
             raise TypeError(f"{type(self).__name__} wraps a torchslim Pruner, got {type(pruner).__name__}")
         if int(total_times) < 1 or int(interval_steps) < 1:
@@ -215,18 +183,6 @@ class ScheduledPruner(Compressor):
             self.evaluator.train(max_epochs=self.epochs_per_iteration)
         return CompressResult(self.model, self.get_masks())
 
-    def _from_v2(self, model: nn.Module, config_list: Any, optimizer: Any = None, trainer: Any = None,
-                 criterion: Any = None, num_iterations: int = 10, epochs_per_iteration: int = 1,
-                 pruning_algorithm: str = "level", pruning_params: Mapping[str, Any] | None = None,
-                 dummy_input: Any = None, **extra: Any) -> tuple[Pruner, Any, int, int]:
-        if isinstance(config_list, (int, float)) or config_list is None:
-            raise TypeError(f"{type(self).__name__}(model, config_list, ...) needs a config_list")
-        evaluator = as_evaluator(None, optimizer=optimizer, trainer=trainer, criterion=criterion,
-                                 dummy_input=dummy_input)
-        pruner = make_pruner(pruning_algorithm, model, config_list, evaluator, **dict(pruning_params or {}), **extra)
-        self.epochs_per_iteration = int(epochs_per_iteration)
-        return pruner, evaluator, 1, int(num_iterations)
-
 
 class LinearPruner(ScheduledPruner):
     """Sparsity grows linearly: ``final * time / total_times``."""
@@ -249,30 +205,17 @@ class LotteryTicketPruner(ScheduledPruner):
     the surviving weights, buffers and optimizer / lr-scheduler state go back to what they
     were when this pruner was created, and training continues from there.
 
-    v1 form: ``LotteryTicketPruner(model, [{'prune_iterations': 5, 'sparsity': 0.8, ...}],
-    optimizer, lr_scheduler=...)`` then ``for _ in pruner.get_prune_iterations():
-    pruner.prune_iteration_start(); train(...)`` (iteration 0 trains the dense model).
+    Without an evaluator (the user trains: ``for _ in pruner.get_prune_iterations():
+    pruner.prune_iteration_start(); train(...)``, iteration 0 trains the dense model), the objects
+    in ``training_state`` (optimizer, lr scheduler: anything with ``state_dict``) are rewound.
     """
 
-    def __init__(self, pruner: Pruner | nn.Module, interval_steps: Any = 100, total_times: Any = 10,
-                 evaluator: Any = None, *legacy: Any, reset_weights: bool | None = None,
-                 reset_weight: bool | None = None, lr_scheduler: Any = None, **kwargs: Any) -> None:
-        v1_state: list[Any] = []
-        if isinstance(pruner, nn.Module) and isinstance(interval_steps, (list, tuple)):
-            config_list = [dict(entry) for entry in interval_steps]
-            for entry in config_list:
-                if "prune_iterations" in entry:
-                    kwargs["num_iterations"] = int(entry.pop("prune_iterations"))
-            interval_steps = config_list
-            if isinstance(total_times, torch.optim.Optimizer) and evaluator is None and not legacy:
-                v1_state = [total_times, lr_scheduler]  # v1: (model, config_list, optimizer)
-        super().__init__(pruner, interval_steps, total_times, evaluator, *legacy, **kwargs)
-        self.reset_weights = next((v for v in (reset_weights, reset_weight) if v is not None), True)
+    def __init__(self, pruner: Pruner, interval_steps: int = 100, total_times: int = 10,
+                 evaluator: Any = None, *, reset_weights: bool = True, training_state: Sequence[Any] = ()) -> None:
+        super().__init__(pruner, interval_steps, total_times, evaluator)
+        self.reset_weights = reset_weights
         self._initial_weights = copy.deepcopy(self.model.state_dict())
-        if self.evaluator is not None:
-            self._restore_training = _restorer(self.evaluator)
-        else:
-            self._restore_training = _restorer(*[obj for obj in v1_state if obj is not None])
+        self._restore_training = _restorer(self.evaluator) if self.evaluator is not None else _restorer(*training_state)
         self._v1_iteration = 0
 
     def ratio_at(self, final: float, time: int) -> float:
@@ -309,4 +252,4 @@ def _restorer(*stateful: Any) -> Any:
     return restore
 
 
-__all__ = ["AGPPruner", "LinearPruner", "LotteryTicketPruner", "ScheduledPruner", "make_pruner"]
+__all__ = ["AGPPruner", "LinearPruner", "LotteryTicketPruner", "ScheduledPruner"]

@@ -6,6 +6,8 @@ return NNI's calibration config; :func:`deploy` turns model + calibration config
 model running int8 kernels (PyTorch x86 / fbgemm, or onnxruntime QDQ).
 """
 from torchslim.quantization.base import CalibrationConfig, Quantizer
+from torchslim.quantization.nni import ALIASES
+from torchslim.utils.legacy import deprecated_aliases
 from torchslim.quantization.config import DEFAULT_QUANT_TYPES, QuantDtype, TargetSpec
 from torchslim.quantization.int8 import calibration_of, deploy
 from torchslim.quantization.fake_quant import QuantGrad, QuantType, StraightThrough
@@ -27,3 +29,5 @@ __all__ = [
     "MSEObserver", "NaiveQuantizer", "Observer", "PercentileObserver", "PtqQuantizer", "QATQuantizer", "QuantDtype",
     "QuantGrad", "QuantType", "Quantizer", "StraightThrough", "TargetSpec", "calibration_of", "demo_rows", "deploy", "qparams",
 ]
+
+__getattr__ = deprecated_aliases(ALIASES, __name__)  # NNI's old names: they warn on every access

@@ -21,6 +21,7 @@ from torchslim.quantization.config import DEFAULT_QUANT_TYPES, TargetSpec
 from torchslim.quantization.fake_quant import QuantGrad, QuantType
 from torchslim.quantization.hooks import ModuleQuant, attach, canonical_target, detach, quant_state
 from torchslim.quantization.targets import CustomTargetQuant, TargetQuant
+from torchslim.utils.legacy import NNIBoundary, resolve
 
 CalibrationConfig = dict[str, dict[str, dict[str, Any]]]
 
@@ -53,7 +54,7 @@ def calibration_config(model: nn.Module, states: Mapping[str, ModuleQuant] | Non
     return config
 
 
-class Quantizer(Compressor):
+class Quantizer(Compressor, NNIBoundary):
     """Base class of all quantizers.
 
     Parameters
@@ -61,15 +62,17 @@ class Quantizer(Compressor):
     model: modified in place (hooks only: classes, parameters and state_dict keys unchanged).
     config_list: NNI v2 (``quant_types`` / ``quant_bits`` ...) or 3.0 (``target_names`` /
         ``quant_dtype`` ...) entries, mixed freely.
-    evaluator: a :class:`torchslim.TorchEvaluator` (3.0 form; ``compress(max_steps, max_epochs)``
-        then trains through it). For the v2 form pass an optimizer here, or nothing, and train
-        the model yourself after ``compress()``.
+    evaluator: a :class:`torchslim.TorchEvaluator` (``compress(max_steps, max_epochs)`` then trains
+        through it), or None: train the model yourself after ``compress()`` (give ``optimizer``
+        when the algorithm adds parameters, as LSQ does). NNI's older call forms are translated
+        by :mod:`torchslim.quantization.nni`.
     quant_start_step: training forward passes before fake quantization starts (observers
         already run); a config entry's ``quant_start_step`` overrides it.
     bn_folding: QAT BN folding: True folds every conv → BatchNorm pair found by tracing the
         model, or give ``{conv_name: bn_name}``.
     """
 
+    nni_adapter = "torchslim.quantization.nni:quantizer_call"  # NNI's call forms are translated there first
     target_quant: type[TargetQuant] = TargetQuant
     activation_observer: Any = "minmax"
     weight_observer: Any = "minmax"
@@ -83,16 +86,12 @@ class Quantizer(Compressor):
         model: nn.Module,
         config_list: Sequence[Mapping[str, Any]],
         evaluator: Any = None,
-        quant_start_step: int | Any = 0,
+        quant_start_step: int = 0,
         *,
         optimizer: torch.optim.Optimizer | None = None,
         dummy_input: Any = None,
         bn_folding: bool | Mapping[str, str] = False,
     ) -> None:
-        if isinstance(evaluator, torch.optim.Optimizer):  # v2: (model, config_list, optimizer, dummy_input)
-            optimizer, evaluator = evaluator, None
-        if isinstance(quant_start_step, torch.Tensor):
-            dummy_input, quant_start_step = quant_start_step, 0
         if evaluator is not None and not is_evaluator(evaluator):
             raise TypeError(f"evaluator must be a torchslim Evaluator (e.g. TorchEvaluator), got {type(evaluator).__name__}")
         if isinstance(quant_start_step, bool) or not isinstance(quant_start_step, int) or quant_start_step < 0:
@@ -144,6 +143,7 @@ class Quantizer(Compressor):
 
     @quant_grad.setter
     def quant_grad(self, grad: type[QuantGrad]) -> None:
+        grad = resolve("torchslim.quantization.nni:quant_grad")(grad)  # v1's 3-argument quant_backward
         self._quant_grad = grad
         for state in getattr(self, "states", {}).values():
             for quant in state.targets.values():

@@ -30,13 +30,13 @@ class QATQuantizer(Quantizer):
     after ``quant_start_step`` training forward passes. ``bn_folding=True`` folds a conv's
     following BatchNorm into the weight before quantization, as the deployed int8 conv does.
 
-    3.0 form: ``QATQuantizer(model, config_list, evaluator, quant_start_step)`` then
-    ``model, calibration = quantizer.compress(None, max_epochs=5)``. v2 form:
-    ``QATQuantizer(model, config_list, optimizer)``; ``compress()``; train as usual.
+    ``QATQuantizer(model, config_list, evaluator, quant_start_step)`` then
+    ``model, calibration = quantizer.compress(None, max_epochs=5)``; without an evaluator,
+    ``compress()`` then train as usual.
     """
 
     def __init__(self, model: nn.Module, config_list: Sequence[Mapping[str, Any]], evaluator: Any = None,
-                 quant_start_step: int | Any = 0, *, ema_decay: float = 0.99, **kwargs: Any) -> None:
+                 quant_start_step: int = 0, *, ema_decay: float = 0.99, **kwargs: Any) -> None:
         self.activation_observer = functools.partial(EMAObserver, ema_decay)
         super().__init__(model, config_list, evaluator, quant_start_step, **kwargs)
 
@@ -92,7 +92,7 @@ class LsqQuantizer(Quantizer):
     default_scheme = "symmetric"
 
     def __init__(self, model: nn.Module, config_list: Sequence[Mapping[str, Any]], evaluator: Any = None,
-                 quant_start_step: int | Any = 0, **kwargs: Any) -> None:
+                 quant_start_step: int = 0, **kwargs: Any) -> None:
         super().__init__(model, config_list, evaluator, quant_start_step, **kwargs)
         self._registered: set[int] = set()
         for name, state in self.states.items():  # weight step sizes can start now
