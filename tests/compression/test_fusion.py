@@ -96,3 +96,25 @@ def test_a_schedule_quantizer_and_distiller_train_in_one_run():
     assert distiller.last_losses
     distiller.unwrap_model()
     assert round(1 - float(pruner.get_masks()["0"]["weight"].mean()), 2) == 0.5
+
+
+def test_a_failing_training_run_leaves_no_hook_behind():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
+    teacher = copy.deepcopy(model)
+
+    def loop(model, optimizer, training_step, schedulers, max_steps, max_epochs):
+        optimizer.zero_grad()
+        training_step((X, torch.zeros(8, dtype=torch.long)), model).backward()
+        optimizer.step()
+        raise RuntimeError("the user's loop failed")
+
+    ev = TorchEvaluator(loop, torch.optim.SGD(model.parameters(), lr=0.1),
+                        lambda batch, model: F.cross_entropy(model(batch[0]), batch[1]))
+    pruner = AGPPruner(L1NormPruner(model, [{"op_names": ["0"], "sparse_ratio": 0.5}]), 1, 4, evaluator=ev)
+    distiller = DynamicLayerwiseDistiller.from_compressor(pruner, [{"op_names": ["2"]}], teacher, lambda b, t: t(b[0]))
+    with pytest.raises(RuntimeError, match="loop failed"):
+        distiller.compress(max_steps=10)
+    assert not ev._loss_patches and not ev._after  # nothing left on the evaluator
+    assert not model[2]._forward_hooks and not teacher[2]._forward_hooks
+    assert pruner.times_done == 1  # aborted: not pruned to the final sparsity

@@ -8,7 +8,7 @@
 
 A compressor that follows training steps (a schedule, movement pruning, QAT, a distiller)
 implements ``start()`` (hook into the evaluator's training, without training) and
-``finish()`` (unhook); the last compressor of a chain starts every earlier one, trains once
+``finish()`` (unhook; optionally ``abort()``: unhook when training failed); the last compressor of a chain starts every earlier one, trains once
 and finishes them, so the user's loop runs once for the whole schedule. One-shot
 compressors earlier in the chain (an L1 pruner without masks yet) compress first.
 
@@ -128,8 +128,8 @@ class Compressor:
             self.evaluator.train(max_steps, max_epochs)
         except BaseException:
             finish()
-            for comp in reversed(started):
-                getattr(comp, "_unhook", comp.finish)()
+            for comp in reversed(started):  # unhook without completing (no final pruning step)
+                getattr(comp, "abort", comp.finish)()
             raise
         finish()
         for comp in reversed(started):

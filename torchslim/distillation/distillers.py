@@ -93,7 +93,6 @@ class Distiller(Compressor):
         """Hook into the evaluator's training: record targets and patch the loss (no training)."""
         if self._patch is not None:
             return
-        self.teacher_model.requires_grad_(False)
         self.student.start()
         self.teacher.start()
         self._patch = self.evaluator.patch_loss(self.patch_loss)

@@ -18,7 +18,6 @@ from torchslim.config.checks import check_pruning_targets, no_mask_reason
 from torchslim.config.schema import Validator
 from torchslim.errors import ConfigError
 from torchslim.masking import MaskKeeper, attach_masks, get_masks as module_masks, masked_targets, strip_masks
-from torchslim.pruning.align import aligned_masks
 from torchslim.pruning.allocation import Candidate, allocate
 from torchslim.compression.granularity import block_sizes, channel_dim, expand_mask, is_structured
 from torchslim.pruning.importance import ScoreContext, Scorer, get_importance
@@ -52,6 +51,10 @@ class Pruner(Compressor, NNIBoundary):
     importance: a registered scorer name or a function ``(ScoreContext) -> Tensor``.
     mode / dummy_input: v2's ``mode='dependency_aware'`` makes coupled layers (residual
         adds, concat) share channel choices, traced on ``dummy_input``.
+    mask_channel_path: also mask what only serves a pruned channel (the norm layer after it:
+        BatchNorm, GroupNorm/InstanceNorm affine, depthwise convs), found by tracing the model
+        on ``dummy_input`` (or the evaluator's, or one guessed from the first layer), so the
+        masked model equals what speedup builds. NNI's ``align`` target settings also apply.
     """
 
     nni_adapter = "torchslim.pruning.nni:pruner_call"  # NNI's call forms are translated there first
@@ -69,6 +72,7 @@ class Pruner(Compressor, NNIBoundary):
         importance: str | Scorer | None = None,
         mode: str = "normal",
         dummy_input: Any = None,
+        mask_channel_path: bool = True,
         **kwargs: Any,
     ) -> None:
         if kwargs:
@@ -93,6 +97,9 @@ class Pruner(Compressor, NNIBoundary):
         self._modules = dict(model.named_modules())
         self._keeper: MaskKeeper | None = None
         self._unwrapped_masks: Masks | None = None  # what get_masks() returns after unwrap_model()
+        self.mask_channel_path = mask_channel_path
+        self._path_input: Any = None  # the input that traced (guessed ones are kept for later rounds)
+        self._path_failed = False
 
     # --- the three steps a pruner may override -------------------------------------------
     def collect_data(self) -> dict[tuple[str, str], Any]:
@@ -144,8 +151,7 @@ class Pruner(Compressor, NNIBoundary):
         masks = self._custom_masks() if self._has_custom_calc_mask() else self.generate_masks(
             self.compute_scores(self.collect_data())
         )
-        masks.update(aligned_masks(self._modules, self.settings, masks,
-                                   lambda name, target: module_masks(self._modules[name]).get(target)))
+        masks = self._complete_path(masks)
         self.apply_masks(masks)
         return masks
 
@@ -241,6 +247,22 @@ class Pruner(Compressor, NNIBoundary):
         return len(shape) > 1 and block[dim] == 1 and all(
             b == s for d, (b, s) in enumerate(zip(block, shape)) if d != dim
         )
+
+    def _complete_path(self, masks: Masks) -> Masks:
+        from torchslim.pruning import channel_path as path
+
+        masks = path.align_masks(self.model, self.settings, masks)
+        if not self.mask_channel_path or self._path_failed or not path.has_dead_channels(masks) \
+                or not path.has_channel_modules(self.model):
+            return masks
+        dummy = self._path_input if self._path_input is not None else self.dummy_input
+        if dummy is None and self.evaluator is not None and hasattr(self.evaluator, "get_dummy_input"):
+            dummy = self.evaluator.get_dummy_input()
+        masks, self._path_input, problem = path.complete_masks(self.model, masks, dummy)
+        if problem is not None:
+            self._path_failed = True  # warned once; later rounds do not retry
+            path.warn_incomplete(problem)
+        return masks
 
     def _has_custom_calc_mask(self) -> bool:
         return type(self).calc_mask is not Pruner.calc_mask

@@ -245,6 +245,10 @@ class MovementPruner(DataPruner):
             self._prune_at(self.cooldown_begin_step)
         self._unhook()
 
+    def abort(self) -> None:
+        """Unhook after a failed training run, without pruning to the final sparsity."""
+        self._unhook()
+
     def _unhook(self) -> None:
         if self._handle is not None:
             self._handle.remove()

@@ -121,6 +121,10 @@ class ScheduledPruner(Compressor, NNIBoundary):
             )
             self._prune(self.total_times)
 
+    def abort(self) -> None:
+        """Unhook after a failed training run, without pruning to the final sparsity."""
+        self._unhook()
+
     def _unhook(self) -> None:
         if self._handle is not None:
             self._handle.remove()
