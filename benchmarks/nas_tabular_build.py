@@ -6,7 +6,7 @@ scored on a held-out validation split (the next 2,000 training images) and on th
 split. The result, ``torchslim/nas/benchmark/mnist_tabular.json``, lets strategy
 benchmarks look accuracies up instead of training, so a whole search takes seconds.
 
-Run: ``PYTHONPATH=. python benchmarks/nas_tabular_build.py`` (about 10 minutes on one core).
+Run: ``PYTHONPATH=. python benchmarks/nas_tabular_build.py`` (10-20 minutes on one shared core).
 """
 from __future__ import annotations
 
@@ -17,47 +17,17 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from torchslim.datasets import load_mnist
+from torchslim.nas.benchmark import SPACE, TabularNet
 
 OUT = Path(__file__).resolve().parent.parent / "torchslim" / "nas" / "benchmark" / "mnist_tabular.json"
 
-# label -> values, in the order the space declares them
-SPACE = {
-    "width1": [8, 16, 32],
-    "conv2": [0, 1, 2],          # 0: conv 3x3, 1: conv 5x5, 2: depthwise-separable 3x3
-    "width2": [16, 32, 64],
-    "feature": [32, 128],
-    "pool": ["max", "avg"],
-}
 TRAIN, VAL = 4000, 2000
 
 
-class Net(nn.Module):
-    """The architecture ``arch`` as a plain module (mirrors MnistTabularSpace.freeze)."""
-
-    def __init__(self, arch: dict) -> None:
-        super().__init__()
-        w1, w2 = arch["width1"], arch["width2"]
-        self.conv1 = nn.Conv2d(1, w1, 3, padding=1)
-        self.conv2 = [
-            lambda: nn.Conv2d(w1, w2, 3, padding=1),
-            lambda: nn.Conv2d(w1, w2, 5, padding=2),
-            lambda: nn.Sequential(nn.Conv2d(w1, w1, 3, padding=1, groups=w1), nn.Conv2d(w1, w2, 1)),
-        ][arch["conv2"]]()
-        self.pool = nn.MaxPool2d(2) if arch["pool"] == "max" else nn.AvgPool2d(2)
-        self.fc1 = nn.Linear(w2 * 7 * 7, arch["feature"])
-        self.fc2 = nn.Linear(arch["feature"], 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     with torch.no_grad():
         return sum(int((model(x[i:i + 500]).argmax(1) == y[i:i + 500]).sum())
@@ -67,7 +37,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def train_one(arch: dict, data: tuple) -> dict:
     xtr, ytr, xva, yva, xte, yte = data
     torch.manual_seed(0)
-    model = Net(arch)
+    model = TabularNet(arch)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     order = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()

@@ -97,6 +97,33 @@ class NasExperiment:
         exp.run(progress=progress)
         return self
 
+    @classmethod
+    def resume(cls, experiment_id: str, model_space: ModelSpace, evaluator: Evaluator,
+               strategy: Strategy, experiments_dir: str | None = None,
+               max_trial_number: int | None = None, progress: bool | str = False
+               ) -> "NasExperiment":
+        """Continue a stored in-process search (optionally to a larger trial budget).
+
+        The strategy relearns every stored result first; unfinished trials run again.
+        """
+        nas = cls(model_space, evaluator, strategy)
+        if not isinstance(strategy, MultiTrialStrategy):
+            raise ConfigError("only multi-trial searches are stored, so only they resume")
+        exp = _NasTrials.open(experiment_id, experiments_dir)
+        if exp.config.trial_command is not None:
+            raise ConfigError(f"experiment {experiment_id!r} ran trials as subprocesses from a "
+                              f"temporary payload; start a new search instead")
+        exp.config.trial_function = nas._trial_function()
+        if max_trial_number is not None:
+            exp.config.max_trial_number = max_trial_number
+        exp.config.validate()
+        exp._make = nas._make_tuner
+        nas.config.optimize_mode = exp.config.optimize_mode
+        nas.config.max_trial_number = exp.config.max_trial_number
+        nas.experiment = exp
+        exp.run(progress=progress)
+        return nas
+
     def _make_tuner(self, space: SearchSpace) -> Any:
         assert isinstance(self.strategy, MultiTrialStrategy)
         return self.strategy.make_tuner(space, self.config.optimize_mode)
