@@ -39,6 +39,8 @@ def strategies_md(d: dict) -> list[str]:
         ratio = d["summary"][name]["mean_regret"] / rnd if rnd else float("nan")
         lines.append(f"\n{name}: mean regret {ratio:.2f}x Random's "
                      f"({'beats' if ratio < 1 else 'does not beat'} Random).")
+    if plot_regret(d):
+        lines += ["", "![regret vs trials](nas_strategies.png)"]
     hw = d["hardware_aware"]
     ok = all(h["all_trials_within_budget"] and h["export_params"] <= d["param_budget"] for h in hw)
     lines += [
@@ -62,6 +64,30 @@ def strategies_md(d: dict) -> list[str]:
               "", "| architecture | val acc | params |", "|---|---|---|"]
     lines += [f"| {p['arch']} | {p['val']:.4f} | {p['params']:,} |" for p in front]
     return lines
+
+
+def plot_regret(d: dict) -> bool:
+    """Mean regret-so-far against trials per strategy -> nas_strategies.png."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, runs in d["runs"].items():
+        n = min(len(r["regret_curve"]) for r in runs)
+        mean = [sum(r["regret_curve"][i] for r in runs) / len(runs) for i in range(n)]
+        ax.plot(range(1, n + 1), mean, label=name)
+    ax.set_xlabel("trials")
+    ax.set_ylabel("regret (val accuracy)")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_title(f"mean over {len(d['seeds'])} seeds, tabular MNIST-108")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "nas_strategies.png", dpi=110)
+    plt.close(fig)
+    return True
 
 
 def darts_md(d: dict) -> list[str]:

@@ -64,8 +64,10 @@ def main() -> None:
                 exp = run(bench, strat, folder)
                 top = exp.export_top_models(formatter="dict")[0]
                 values = [r.value for r in exp.trials() if r.value is not None]
+                curve = [max(values[:i + 1]) for i in range(len(values))]
                 rows.setdefault(name, []).append({
                     "seed": seed, "best_val": max(values), "regret": optimum - max(values),
+                    "regret_curve": [optimum - v for v in curve],
                     "found_optimum": top == best_arch, "trials": len(values),
                     "test_of_export": bench.query(top, "test_accuracy"),
                     "seconds": time.perf_counter() - t})

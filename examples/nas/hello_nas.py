@@ -56,6 +56,7 @@ class MyModelSpace(ModelSpace):
 # the budget knobs (the seed trains on all of MNIST for 3 epochs)
 EPOCHS = 3
 TRAIN_IMAGES = 8000
+TEST_IMAGES = 2000
 
 
 def train_epoch(model, device, train_loader, optimizer, epoch):
@@ -102,7 +103,7 @@ def evaluate_model(model):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     train, test = load_mnist()  # embedded MNIST instead of MNIST('data/mnist', download=True)
     train_loader = DataLoader(Subset(train, range(TRAIN_IMAGES)), batch_size=64, shuffle=True)
-    test_loader = DataLoader(test, batch_size=64)
+    test_loader = DataLoader(Subset(test, range(min(TEST_IMAGES, len(test)))), batch_size=64)
 
     for epoch in range(EPOCHS):
         # train the model for one epoch

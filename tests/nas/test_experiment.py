@@ -26,7 +26,8 @@ def _load_example():
 
 def test_seed_example_as_written(exp_dir: Path) -> None:
     example = _load_example()
-    example.EPOCHS, example.TRAIN_IMAGES = 1, 64  # the pipeline, not the accuracy
+    # the pipeline, not the accuracy (benchmarks/nas_seed_example.py retrains to >= 97%)
+    example.EPOCHS, example.TRAIN_IMAGES, example.TEST_IMAGES = 1, 64, 64
     exp = example.main(port=0)  # port 0: any free port (8083 may be taken)
     try:
         trials = exp.trials()

@@ -45,7 +45,7 @@ class NasExperimentConfig:
     max_trial_duration: float | str | None = None
     execution_engine: str = "in_process"
     optimize_mode: str = "maximize"
-    experiment_name: str = "nas"
+    experiment_name: str | None = None  # default: "nas <strategy>"
     experiments_dir: str | None = None
 
 
@@ -113,6 +113,9 @@ class NasExperiment:
         if exp.config.trial_command is not None:
             raise ConfigError(f"experiment {experiment_id!r} ran trials as subprocesses from a "
                               f"temporary payload; start a new search instead")
+        if exp.config.search_space != model_space.search_space():
+            raise ConfigError(f"experiment {experiment_id!r} searched another space: its labels "
+                              f"are {list(exp.config.search_space)}")
         exp.config.trial_function = nas._trial_function()
         if max_trial_number is not None:
             exp.config.max_trial_number = max_trial_number
@@ -143,8 +146,11 @@ class NasExperiment:
             trial_concurrency=c.trial_concurrency, max_trial_number=c.max_trial_number,
             max_experiment_duration=c.max_experiment_duration,
             max_trial_duration=c.max_trial_duration, trial_gpu_number=c.trial_gpu_number,
-            tuner="Random", tuner_args={"optimize_mode": c.optimize_mode},
-            experiment_name=c.experiment_name, experiments_dir=c.experiments_dir,
+            # the engine stores a tuner name; the strategy's own tuner runs (make_tuner)
+            tuner=getattr(self.strategy, "engine_tuner", "Random"),
+            tuner_args={"optimize_mode": c.optimize_mode},
+            experiment_name=c.experiment_name or f"nas {self.strategy!r}",
+            experiments_dir=c.experiments_dir,
         ).validate()
 
     def _trial_function(self) -> Callable[[dict[str, Any]], Any]:

@@ -68,7 +68,8 @@ def simplify(module: nn.Module) -> dict[str, Categorical]:
     where: dict[str, str] = {}
     for name, mut in iter_mutables(module):
         if getattr(mut, "auto_label", False) and mut.choice.label == UNLABELLED:
-            mut.choice.label = name or "root"  # an unlabelled choice is named by its place
+            # an unlabelled choice is named by its place ("." is not allowed in HPO names)
+            mut.choice.label = (name or "root").replace(".", "/")
         for c in mut.decisions():
             if c.label in found and found[c.label].options != c.options:
                 raise ConfigError(

@@ -28,6 +28,8 @@ class Strategy:
 class MultiTrialStrategy(Strategy):
     """A strategy that proposes architectures to train as separate trials."""
 
+    engine_tuner = "Random"  # the closest engine tuner name, shown in stored configs
+
     def make_tuner(self, space: SearchSpace, optimize_mode: str = "maximize") -> Tuner:
         raise NotImplementedError
 
@@ -45,6 +47,8 @@ class Random(MultiTrialStrategy):
 class GridSearch(MultiTrialStrategy):
     """Every architecture once, in order (``shuffle``: in random order)."""
 
+    engine_tuner = "GridSearch"
+
     def __init__(self, shuffle: bool = False, seed: int | None = None) -> None:
         self.shuffle, self.seed = shuffle, seed
 
@@ -59,6 +63,8 @@ class GridSearch(MultiTrialStrategy):
 
 class RegularizedEvolution(MultiTrialStrategy):
     """Ageing evolution (NNI's defaults: population 100, sample 25, mutation 0.05)."""
+
+    engine_tuner = "Evolution"
 
     def __init__(self, population_size: int = 100, sample_size: int = 25,
                  mutation_prob: float = 0.05, dedup: bool = True, seed: int | None = None) -> None:
@@ -75,6 +81,8 @@ class RegularizedEvolution(MultiTrialStrategy):
 
 class TPE(MultiTrialStrategy):
     """Tree-structured Parzen estimator (Optuna's TPESampler, through the engine's TPE tuner)."""
+
+    engine_tuner = "TPE"
 
     def __init__(self, n_startup_jobs: int = 10, seed: int | None = None) -> None:
         self.n_startup_jobs, self.seed = n_startup_jobs, seed
@@ -120,6 +128,10 @@ class Chain(MultiTrialStrategy):
         if bad:
             raise ConfigError(f"Chain middlewares must be Filter(...), got {bad}")
         self.strategy, self.middlewares = strategy, list(middlewares)
+
+    @property
+    def engine_tuner(self) -> str:  # type: ignore[override]
+        return self.strategy.engine_tuner
 
     def make_tuner(self, space: SearchSpace, optimize_mode: str = "maximize") -> Tuner:
         tuner = self.strategy.make_tuner(space, optimize_mode)
