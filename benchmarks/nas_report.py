@@ -27,7 +27,8 @@ def strategies_md(d: dict) -> list[str]:
         f"search through the full `NasExperiment` engine; {d['seconds']:.0f} s in total. "
         f"{d['machine']}.",
         "",
-        "| strategy | best val acc (mean ± sd) | regret to optimum | optimum found | test acc of export |",
+        "| strategy | best val acc (mean ± sd) | regret to optimum | optimum found "
+        "| test acc of export |",
         "|---|---|---|---|---|",
     ]
     for name, s in d["summary"].items():
@@ -115,7 +116,8 @@ def seed_md(d: dict) -> list[str]:
     ]
     lines += [f"| {t['arch']} | {t['status']} | {t['val']} |" for t in d["trials"]]
     lines += ["", f"Top model `{d['top']}` frozen and retrained {d['retrain_epochs']} epochs "
-              f"on 8,000 images: test accuracy **{d['retrain_mean']:.4f} ± {d['retrain_sd']:.4f}** "
+              f"on 8,000 images: test accuracy "
+              f"**{d['retrain_mean']:.4f} ± {d['retrain_sd']:.4f}** "
               f"({len(d['retrain_test_accuracy'])} seeds: {accs}). {d['machine']}."]
     return lines
 

@@ -26,7 +26,7 @@ from torchslim.nas import NasExperiment, NumParamsProfiler, strategy
 from torchslim.nas.benchmark import TabularBenchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SEEDS = list(range(int(sys.argv[1]) if len(sys.argv) > 1 else 10))
+SEEDS = list(range(int(sys.argv[1]) if len(sys.argv) > 1 else 20))
 BUDGET = int(sys.argv[2]) if len(sys.argv) > 2 else 20
 PARAM_BUDGET = 60_000
 

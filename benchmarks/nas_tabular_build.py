@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torchslim.datasets import load_mnist
 from torchslim.nas.benchmark import SPACE, TabularNet
 
-OUT = Path(__file__).resolve().parent.parent / "torchslim" / "nas" / "benchmark" / "mnist_tabular.json"
+OUT = Path(__file__).resolve().parent.parent / "torchslim/nas/benchmark/mnist_tabular.json"
 
 TRAIN, VAL = 4000, 2000
 

@@ -23,7 +23,8 @@ def test_choice_nni3_form_is_labelled_and_works_as_hpo_spec() -> None:
     # the same object is a valid HPO parameter: three options, not two
     space = SearchSpace.parse({"dropout": c})
     assert [v for _, v in space.params[0].options] == [0.25, 0.5, 0.75]
-    assert json.loads(json.dumps({"d": c})) == {"d": {"_type": "choice", "_value": [0.25, 0.5, 0.75]}}
+    as_json = {"d": {"_type": "choice", "_value": [0.25, 0.5, 0.75]}}
+    assert json.loads(json.dumps({"d": c})) == as_json
     assert torchslim.choice(label="x", values=[1, 2]).label == "x"
 
 

@@ -5,7 +5,9 @@ import torch
 import torch.nn as nn
 
 import torchslim
-from torchslim.nas import FlopsProfiler, LatencyProfiler, ModelSpace, MutableLinear, NumParamsProfiler
+from torchslim.nas import (
+    FlopsProfiler, LatencyProfiler, ModelSpace, MutableLinear, NumParamsProfiler,
+)
 from torchslim.nas.pareto import pareto_front
 
 

@@ -67,7 +67,8 @@ class Classification(Evaluator):
         if not isinstance(max_epochs, int) or max_epochs < 1:
             raise ConfigError(f"Classification max_epochs is {max_epochs!r}; allowed: int >= 1")
         self.train_dataloaders, self.val_dataloaders = train_dataloaders, val_dataloaders
-        self.max_epochs, self.learning_rate, self.weight_decay = max_epochs, learning_rate, weight_decay
+        self.max_epochs, self.learning_rate = max_epochs, learning_rate
+        self.weight_decay = weight_decay
         self.optimizer, self.criterion = optimizer, criterion
 
     def evaluate(self, model: nn.Module) -> float:

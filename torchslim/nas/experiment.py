@@ -219,7 +219,8 @@ class NasExperiment:
         from torchslim.experiment.runner import metric_value
 
         done = [r for r in self.trials() if r.status == st.SUCCEEDED and r.value is not None]
-        done.sort(key=lambda r: metric_value(r.metric), reverse=self.config.optimize_mode == "maximize")
+        done.sort(key=lambda r: metric_value(r.metric),
+                  reverse=self.config.optimize_mode == "maximize")
         return [(dict(r.parameters), r.metric) for r in done]
 
     def export_top_models(self, top_k: int = 1, formatter: str = "dict",

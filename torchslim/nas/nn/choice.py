@@ -89,8 +89,9 @@ class InputChoice(Mutable):
         if reduction not in _REDUCTIONS:
             raise ConfigError(f"InputChoice reduction is {reduction!r}; allowed: {_REDUCTIONS}")
         self.n_candidates, self.n_chosen, self.reduction = n_candidates, n_chosen, reduction
+        combos = itertools.combinations(range(n_candidates), n_chosen)
         values: list[Any] = (list(range(n_candidates)) if n_chosen == 1 else
-                             [list(c) for c in itertools.combinations(range(n_candidates), n_chosen)])
+                             [list(c) for c in combos])
         self.choice = Categorical(values, label or UNLABELLED)
         self.auto_label = label is None
 

@@ -94,7 +94,8 @@ class MutableConv2d(_MutableLayer):
                 isinstance(in_channels, Categorical) or isinstance(out_channels, Categorical))):
             raise ConfigError("MutableConv2d: groups must be a fixed int, and 1 when the "
                               "channel counts are choices")
-        full = nn.Conv2d(_largest(in_channels, "in_channels"), _largest(out_channels, "out_channels"),
+        full = nn.Conv2d(_largest(in_channels, "in_channels"),
+                         _largest(out_channels, "out_channels"),
                          _largest(kernel_size, "kernel_size"), groups=groups, bias=bias)
         self.weight, self.bias = full.weight, full.bias
 

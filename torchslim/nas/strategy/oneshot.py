@@ -146,13 +146,14 @@ class DARTS(Strategy):
             raise ConfigError("DARTS has not run yet: call NasExperiment.run() first")
         labels = list(self.alphas)
         logp = {label: [math.log(max(p, 1e-12)) for p in self.alphas[label]] for label in labels}
-        best = [max(range(len(logp[label])), key=logp[label].__getitem__) for label in labels]
-        # the k best index vectors of a sum of independent terms (exhaustive when small)
-        if math.prod(len(v) for v in logp.values()) <= 100_000:
-            combos = heapq.nlargest(top_k, itertools.product(*(range(len(logp[lb])) for lb in labels)),
-                                    key=lambda c: sum(logp[lb][i] for lb, i in zip(labels, c)))
-        else:
-            combos = [tuple(best)]
+        # labels are independent terms of the log-probability, so a beam of width top_k over
+        # the labels keeps exactly the top_k architectures
+        beam: list[tuple[float, tuple[int, ...]]] = [(0.0, ())]
+        for label in labels:
+            beam = heapq.nlargest(top_k, ((score + lp, combo + (i,)) for score, combo in beam
+                                          for i, lp in enumerate(logp[label])),
+                                  key=lambda item: item[0])
+        combos = [combo for _, combo in beam]
         return [{lb: self._options[lb][i] for lb, i in zip(labels, c)} for c in combos]
 
 
