@@ -53,12 +53,21 @@ def strategies_md(d: dict) -> list[str]:
         "",
         f"Every trial and every export within budget, all {len(hw)} seeds: **{ok}**.",
         "",
-        "| seed | trials | export params | export val acc | best val acc under budget |",
-        "|---|---|---|---|---|",
     ]
-    for h in hw:
-        lines.append(f"| {h['seed']} | {h['trials']} | {h['export_params']:,} | "
-                     f"{h['export_val']:.4f} | {h['budget_optimum_val']:.4f} |")
+    hits = sum(abs(h["export_val"] - h["budget_optimum_val"]) < 1e-12 for h in hw)
+    lines.append(f"Largest exported model: {max(h['export_params'] for h in hw):,} parameters; "
+                 f"the export is the best architecture under the budget in {hits}/{len(hw)} "
+                 f"seeds (mean export val acc "
+                 f"{sum(h['export_val'] for h in hw) / len(hw):.4f}, budget optimum "
+                 f"{hw[0]['budget_optimum_val']:.4f}).")
+    lat = d.get("latency")
+    if lat:
+        lines += ["", f"Latency budget {lat['budget_ms']:.3f} ms (median of the space; predicted "
+                  f"{lat['min_ms']:.3f}..{lat['max_ms']:.3f} ms) from a `LatencyProfiler` table of "
+                  f"{lat['table_entries']} layer measurements ({lat['table_seconds']:.1f} s to "
+                  f"build, batch 1): TPE + Filter ran {lat['trials']} trials, all within budget: "
+                  f"**{lat['all_trials_within_budget']}**; export {lat['export']} at "
+                  f"{lat['export_ms']:.3f} ms, val acc {lat['export_val']:.4f}."]
     front = hw[0]["pareto_front"]
     lines += ["", "Pareto front (accuracy vs parameters) exported with "
               "`export_top_models(top_k=5, objectives={'params': profiler.profile})`, seed 0:",
@@ -100,7 +109,7 @@ def darts_md(d: dict) -> list[str]:
         f"| {d['search_epochs']} | {d['search_seconds']:.0f} s | {d['retrain_epochs']} | "
         f"{d['retrain_seconds']:.0f} s | {d['params']:,} | **{d['test_accuracy']:.4f}** |",
         "",
-        f"Exported cell: `{d['architecture']}`. {d['machine']}.",
+        f"One search and one retrain. Exported cell: `{d['architecture']}`. {d['machine']}.",
     ]
 
 
