@@ -148,8 +148,10 @@ class Experiment:
 
             listener = make_progress("auto" if progress is True else progress)
         with st.ExperimentStore(self.folder / st.DB_NAME) as store:
-            self.runner = Runner(store, self.id, self.config, make_service(self.config), listener,
-                                 tuner=self.make_tuner())
+            self.runner = Runner(store, self.id, self.config, make_service(self.config), listener)
+            tuner = self.make_tuner()
+            if tuner is not None:  # a subclass (NAS) brings its own tuner
+                self.runner.tuner = tuner
             try:
                 self.runner.run()
             finally:

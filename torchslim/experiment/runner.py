@@ -21,7 +21,7 @@ from torchslim.experiment.assessor import create_assessor
 from torchslim.experiment.config import ExperimentConfig
 from torchslim.experiment.searchspace import SearchSpace
 from torchslim.experiment.services.base import WAKEUP, Service, TrialEvent, TrialSpec
-from torchslim.experiment.tuners import NoMoreTrials, Tuner, create_tuner
+from torchslim.experiment.tuners import NoMoreTrials, create_tuner
 
 Listener = Callable[[str, "Runner", int | None], None]
 
@@ -55,17 +55,14 @@ class Runner:
     """Runs one experiment (new or resumed) until its budget is spent or it is stopped."""
 
     def __init__(self, store: st.ExperimentStore, experiment_id: str, config: ExperimentConfig,
-                 service: Service, listener: Listener | None = None,
-                 tuner: Tuner | None = None) -> None:
+                 service: Service, listener: Listener | None = None) -> None:
         self.store = store
         self.experiment_id = experiment_id
         self.config = config
         self.service = service
         self.listener = listener
         self.space = SearchSpace.parse(config.search_space)
-        # a tuner given here (NAS strategies) replaces the one the config names
-        self.tuner = tuner if tuner is not None else create_tuner(config.tuner, self.space,
-                                                                  config.tuner_args)
+        self.tuner = create_tuner(config.tuner, self.space, config.tuner_args)
         self.assessor = create_assessor(config.assessor, config.assessor_args,
                                         config.optimize_mode)
         self.running: dict[int, _Active] = {}
