@@ -36,11 +36,11 @@ class _IndexTuner(Tuner):
         super().__init__(search_space, optimize_mode, seed)
         self.sizes = _sizes(self.space)
         self.dedup = dedup
-        self.seen: set[str] = set()
+        self.tried: set[str] = set()  # not "seen": the engine's base class may own that name
         self.total = math.prod(self.sizes.values())
 
     def observe(self, sequence: int, raw: Mapping[str, Any]) -> dict[str, Any]:
-        self.seen.add(_key(raw))
+        self.tried.add(_key(raw))
         return super().observe(sequence, raw)
 
     def random_point(self) -> dict[str, int]:
@@ -49,12 +49,12 @@ class _IndexTuner(Tuner):
     def _propose(self, sequence: int) -> tuple[dict[str, Any], dict[str, Any]]:
         for _ in range(_DRAWS):
             raw = self.candidate()
-            if not self.dedup or _key(raw) not in self.seen:
-                self.seen.add(_key(raw))
+            if not self.dedup or _key(raw) not in self.tried:
+                self.tried.add(_key(raw))
                 return self.space.realize(raw), raw
-            if len(self.seen) >= self.total:
+            if len(self.tried) >= self.total:
                 break
-        raise NoMoreTrials(f"all {len(self.seen)} distinct architectures were tried "
+        raise NoMoreTrials(f"all {len(self.tried)} distinct architectures were tried "
                            f"(dedup=True)")
 
     def candidate(self) -> dict[str, int]:
