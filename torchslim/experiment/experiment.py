@@ -195,11 +195,18 @@ class Experiment:
             listener = make_progress("auto" if progress is True else progress)
         with st.ExperimentStore(self.folder / st.DB_NAME) as store:
             self.runner = Runner(store, self.id, self.config, make_service(self.config), listener)
+            tuner = self.make_tuner()
+            if tuner is not None:  # a subclass (NAS) brings its own tuner
+                self.runner.tuner = tuner
             try:
                 self.runner.run()
             finally:
                 self.runner = None
         return self
+
+    def make_tuner(self) -> Any:
+        """The tuner to run with; None builds the one the config names (a hook for NAS)."""
+        return None
 
     def stop(self) -> None:
         """Stop a :meth:`run` going on in another thread (results so far are kept)."""

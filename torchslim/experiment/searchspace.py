@@ -27,7 +27,8 @@ from typing import Any, Iterator, Mapping, Protocol, Sequence
 from torchslim.errors import ConfigError
 
 __all__ = [
-    "SearchSpace", "Suggester", "RandomSuggester", "FixedSuggester", "load_search_space",
+    "Categorical", "SearchSpace", "Suggester", "RandomSuggester", "FixedSuggester",
+    "load_search_space",
     "choice", "randint", "uniform", "quniform", "loguniform", "qloguniform",
     "normal", "qnormal", "lognormal", "qlognormal",
 ]
@@ -359,8 +360,50 @@ def _spec(ptype: str, *values: Any) -> dict[str, Any]:
     return {"_type": ptype, "_value": list(values)}
 
 
-def choice(*options: Any) -> dict[str, Any]:
-    """``choice('a', 'b')`` or ``choice(['a', 'b'])``; dict options need a ``_name``."""
+class Categorical(dict):
+    """A labelled choice (NNI 3.0's ``nni.choice(label, values)``).
+
+    It *is* the JSON form ``{"_type": "choice", "_value": values}``, so it drops into an HPO
+    search space as is, and it carries ``label`` so NAS modules that share the label share
+    one decision (``torchslim.nas``).
+    """
+
+    def __init__(self, values: Sequence[Any], label: str) -> None:
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"choice label must be a non-empty string, got {label!r}")
+        values = list(values)
+        if not values:
+            raise ConfigError(f"choice {label!r} needs at least one value")
+        super().__init__(_type="choice", _value=values)
+        self.label = label
+
+    @property
+    def options(self) -> list[Any]:
+        """The values to choose from (``dict.values`` keeps its dict meaning)."""
+        return self["_value"]
+
+    def __repr__(self) -> str:
+        return f"Categorical({self.options!r}, label={self.label!r})"
+
+
+def choice(*options: Any, label: str | None = None, values: Sequence[Any] | None = None) -> Any:
+    """A categorical parameter, in NNI 3.0's or NNI 2.x's call form.
+
+    - ``choice('dropout', [0.25, 0.5])`` or ``choice(label=..., values=[...])`` (NNI 3.0):
+      a labelled :class:`Categorical` for NAS modules and HPO search spaces alike;
+    - ``choice('a', 'b')`` or ``choice(['a', 'b'])``: the plain JSON form of a choice of those
+      options (dict options need a ``_name``).
+
+    A string followed by one list is always read as NNI 3.0's ``(label, values)``; to choose
+    between a string and a list, pass the options as one list.
+    """
+    if values is not None or label is not None:
+        if options or values is None or label is None:
+            raise ConfigError("choice(label=..., values=[...]) takes both keywords and no "
+                              "positional options")
+        return Categorical(values, label)
+    if len(options) == 2 and isinstance(options[0], str) and isinstance(options[1], (list, tuple)):
+        return Categorical(options[1], options[0])
     if len(options) == 1 and isinstance(options[0], (list, tuple)):
         options = tuple(options[0])
     return _spec("choice", *options)
