@@ -68,9 +68,9 @@ def test_static_int8_bert_on_onnxruntime_matches_fake_quant():
     x = ids(batch=8, seed=7)
     with torch.no_grad():
         fake = model(x)
-    for backend in ("onnxruntime", "onnxruntime-qoperator"):
-        deployed = deploy(model, calibration, ids(), backend=backend)
-        assert rel(deployed(x), fake) < 0.1, backend
+    deployed = deploy(model, calibration, ids(), backend="onnxruntime")
+    assert rel(deployed(x), fake) < 0.1
+    assert rel(deployed(ids(batch=8, seed=8)), fake) > 0.1  # depends on its input
     assert any("matmul of activations" in r["source"] for r in deployed.report)
 
 

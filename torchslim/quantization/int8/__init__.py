@@ -12,7 +12,7 @@ from torch import nn
 
 from torchslim.quantization.int8.common import example_args, first_output
 
-BACKENDS = ("auto", "x86", "onnxruntime", "onnxruntime-qoperator")
+BACKENDS = ("auto", "x86", "onnxruntime")
 
 
 def deploy(model: nn.Module, calibration_config: Mapping[str, Mapping[str, Any]] | None = None,
@@ -25,8 +25,7 @@ def deploy(model: nn.Module, calibration_config: Mapping[str, Mapping[str, Any]]
 
     ``backend``: 'x86' (PyTorch's fbgemm/x86 kernels via torch.fx), 'onnxruntime' (QDQ ONNX
     run by onnxruntime; ``onnx_path=`` keeps the file, ``threads=`` its thread count,
-    ``int8_attention=False`` keeps activation x activation matmuls float), 'onnxruntime-qoperator'
-    (the same with QLinearConv / QLinearMatMul nodes), or 'auto': builds each, checks each against
+    ``int8_attention=False`` keeps activation x activation matmuls float), or 'auto': builds each, checks each against
     ``model`` on ``example_input`` and keeps the fastest correct one there (median timings in
     ``result.auto_choice``); falls back to whichever builds.
 
@@ -53,13 +52,7 @@ def deploy(model: nn.Module, calibration_config: Mapping[str, Mapping[str, Any]]
         from torchslim.quantization.int8.ort_static import build_ort_static
 
         return build_ort_static(model, calibration_config, example_input, **kwargs)
-    if backend == "onnxruntime-qoperator":
-        from torchslim.quantization.int8.ort_static import build_ort_static
-
-        built = build_ort_static(model, calibration_config, example_input, quant_format="qoperator", **kwargs)
-        built.backend = "onnxruntime-qoperator"
-        return built
-    return _auto(model, calibration_config, example_input, ("x86", "onnxruntime", "onnxruntime-qoperator"), **kwargs)
+    return _auto(model, calibration_config, example_input, ("x86", "onnxruntime"), **kwargs)
 
 
 def _deploy_dynamic(model: nn.Module, calibration: Mapping, example_input: Any, backend: str, **kwargs: Any) -> nn.Module:
@@ -68,9 +61,8 @@ def _deploy_dynamic(model: nn.Module, calibration: Mapping, example_input: Any, 
     if backend == "x86":
         return build_dynamic_x86(model, calibration)
     if backend == "onnxruntime":
+        kwargs.pop("int8_attention", None)
         return build_dynamic_ort(model, calibration, example_input, **kwargs)
-    if backend == "onnxruntime-qoperator":
-        raise ValueError("dynamic int8 has no separate QOperator form; use backend='onnxruntime' (MatMulInteger)")
     return _auto(model, calibration, example_input, ("x86", "onnxruntime"), **kwargs)
 
 
