@@ -1,4 +1,6 @@
 """int8 for Linear-heavy transformers: static (calibrated activations) and dynamic (per-batch ranges)."""
+import contextlib
+
 import pytest
 import torch
 
@@ -79,3 +81,33 @@ def test_dynamic_on_weights_is_rejected_in_the_users_words():
         PtqQuantizer(tiny_bert(), [{"op_types": ["Linear"], "target_names": ["weight"], "dynamic": True}])
     with pytest.raises(ConfigError, match="dynamic"):
         PtqQuantizer(tiny_bert(), [{"op_types": ["Linear"], "target_names": ["_input_"], "dynamic": "yes"}])
+
+
+def tiny_gpt2():
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=32, use_cache=False)
+    return transformers.GPT2LMHeadModel(config).eval(), ids()
+
+
+def tiny_torchvision_vit():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32,
+                                                 mlp_dim=64, num_classes=10)
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision zero-initialises the head
+    return model.eval(), torch.randn(4, 3, 32, 32)
+
+
+# GPT-2 of current transformers does not export to ONNX with torch's TorchScript exporter (aten::diff
+# in its mask code): 'auto' must fall back to the x86 dynamic kernels and say why.
+@pytest.mark.parametrize("build, backends", [(tiny_gpt2, {"x86"}), (tiny_torchvision_vit, {"x86", "onnxruntime"})])
+def test_dynamic_auto_on_gpt2_and_torchvision_vit(build, backends):
+    model, x = build()
+    _, calibration = PtqQuantizer(model, DYNAMIC).compress([x])
+    with pytest.warns(UserWarning) if len(backends) == 1 else contextlib.nullcontext():
+        deployed = deploy(model, calibration, x)
+    choice = deployed.auto_choice
+    assert choice["chosen"] in backends and set(choice["errors"]).isdisjoint(backends)
+    with torch.no_grad():
+        assert rel(deployed(x), model(x)) < 0.05
+    assert all(t["rel_err"] < 0.05 for t in choice["timings"].values())

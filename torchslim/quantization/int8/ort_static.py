@@ -99,6 +99,17 @@ def _overrides(graph: Any, calibration: Mapping, bn_followed: set[str],
     return {t: o for t, (_, _, o) in chosen.items()}, report, exclude
 
 
+def pre_process(source: str, target: str) -> None:
+    """onnxruntime's quantization pre-processing; without symbolic shape inference where that fails
+    (it cannot follow the reshapes of torchvision's attention)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(source, target)
+    except Exception:  # noqa: BLE001 - onnx's own shape inference still runs
+        quant_pre_process(source, target, skip_symbolic_shape=True)
+
+
 def _unshare_initializers(graph: Any) -> bool:
     """Give every compute node its own copy of an initializer that several nodes read.
 
@@ -140,8 +151,6 @@ def build_ort_static(model: nn.Module, calibration: Mapping[str, Mapping[str, An
     onnx = require("onnx", "onnx", "the onnxruntime int8 backend")
     require("onnxruntime", "onnx", "the onnxruntime int8 backend")
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     from torchslim.utils.onnx_export import export_onnx
 
     plain = float_copy(model)
@@ -153,7 +162,7 @@ def build_ort_static(model: nn.Module, calibration: Mapping[str, Mapping[str, An
     out.parent.mkdir(parents=True, exist_ok=True)
     fp32, pre = out.with_suffix(".fp32.onnx"), out.with_suffix(".pre.onnx")
     export_onnx(plain, example, fp32)
-    quant_pre_process(str(fp32), str(pre))
+    pre_process(str(fp32), str(pre))
     proto = onnx.load(str(pre))
     if _unshare_initializers(proto.graph):
         onnx.save(proto, str(pre))
@@ -176,4 +185,4 @@ def build_ort_static(model: nn.Module, calibration: Mapping[str, Mapping[str, An
     return OnnxRuntimeInt8Model(out, threads, report=report, spin=spin)
 
 
-__all__ = ["build_ort_static", "module_of"]
+__all__ = ["build_ort_static", "module_of", "pre_process"]
