@@ -15,8 +15,9 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from torchslim.quantization.hooks import attach, detach, quant_state
-from torchslim.quantization.int8.common import example_args, first_output
+from torchslim.quantization.config import parse_dtype
+from torchslim.quantization.hooks import ModuleQuant, attach, detach, quant_state
+from torchslim.quantization.int8.common import example_args, first_output, float_copy
 from torchslim.quantization.int8.dynamic import is_dynamic_entry
 from torchslim.quantization.int8.onnx_qdq import qdq_copy
 from torchslim.quantization.observers import qparams
@@ -28,8 +29,6 @@ class _DynamicQuant:
     observe_only = False
 
     def __call__(self, x: torch.Tensor, module: nn.Module | None = None, target: str = "") -> torch.Tensor:
-        from torchslim.quantization.config import parse_dtype
-
         scale, zero_point = qparams(x.detach().min(), x.detach().max(), parse_dtype("uint8"), "affine")
         return torch.fake_quantize_per_tensor_affine(x, float(scale), int(zero_point), 0, 255)
 
@@ -112,8 +111,6 @@ def sensitivity(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], 
 
 
 def _attach(name: str, module: nn.Module, state: Any, dynamic: list[str]) -> None:
-    from torchslim.quantization.hooks import ModuleQuant
-
     targets = dict(state.targets) if state is not None else {}
     targets.update({t: _DynamicQuant() for t in dynamic})
     attach(module, ModuleQuant(name, targets))
@@ -131,8 +128,6 @@ def deploy_mixed(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]],
     full = deploy(model, calibration, example_input, backend=backend, **kwargs)
     mixed = deploy(model, report.without(calibration, keep_fp32), example_input, backend=backend, **kwargs)
     args = example_args(example_input)
-    from torchslim.quantization.int8.common import float_copy
-
     plain = float_copy(model)
     with torch.no_grad():
         ref = first_output(plain(*args)).float()
