@@ -44,6 +44,7 @@ RESULTS_DIR = Path(__file__).parent / "results"
 RESULTS = RESULTS_DIR / "quantization.md"  # quant_mnist.py's sections (write_section)
 NAME = "quantization_int8"
 THREADS = 2
+ERROR_LIMIT = 0.1  # relative logit error vs fp32 a row must stay within to count as a contender
 CNN_CONFIG = [
     {"op_types": ["Conv2d", "Linear"], "target_names": ["_input_"], "quant_dtype": "int8", "quant_scheme": "affine"},
     {"op_types": ["Conv2d", "Linear"], "target_names": ["weight"], "quant_dtype": "int8", "quant_scheme": "symmetric",
@@ -308,7 +309,8 @@ def bench_model(name: str, batches: list[int], tmp: Path, rounds: int, reduced: 
 def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for key in dict.fromkeys((r["model"], r["batch"]) for r in rows):
-        group = [r for r in rows if (r["model"], r["batch"]) == key and r["ms"] is not None]
+        group = [r for r in rows if (r["model"], r["batch"]) == key and r["ms"] is not None
+                 and r["rel_err_fp32"] is not None and r["rel_err_fp32"] <= ERROR_LIMIT]
         pick = lambda g: min((r for r in group if r["group"] == g), key=lambda r: r["ms"], default=None)  # noqa: E731
         fp32, stock, ours = pick("fp32"), pick("stock int8"), pick("ours")
         if fp32 is None or ours is None:
@@ -334,6 +336,8 @@ def to_markdown(data: dict) -> str:
         f"(BatchNorm statistics from random batches){', quick mode' if meta['quick'] else ''}; transformers "
         f"{'at full size' if meta['full_size'] else 'reduced to 4 layers x 256 wide (full size does not fit a run of minutes on this shared machine; --full-size runs them)'}.",
         "", "### Summary", "",
+        f"Best row of each kind among those within relative logit error {ERROR_LIMIT} of fp32 eager (rows over it are "
+        "marked ✗ in the full table and do not count).", "",
         "| model | batch | best fp32 | best stock int8 | ours (best backend) | ours vs best fp32 | ours vs best stock int8 | ours rel. logit error |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -355,6 +359,8 @@ def to_markdown(data: dict) -> str:
         best = min((x["ms"] for x in same if x["group"] == "fp32"), default=None)
         speed = lambda base: base / r["ms"] if base and r["ms"] else None  # noqa: E731
         variant = r["variant"] + (f" — failed: {r['error']}" if r.get("error") else "")
+        if r["rel_err_fp32"] is not None and r["rel_err_fp32"] > ERROR_LIMIT:
+            variant += f" ✗ (error > {ERROR_LIMIT})"
         lines.append(f"| {r['model']} | {r['batch']} | {variant} | {fmt(r['ms'], '{:.1f}')} | {fmt(speed(eager), '{:.2f}x')} | "
                      f"{fmt(speed(best), '{:.2f}x')} | {fmt(r['rel_err_fp32'], '{:.4f}')} | {fmt(r['rel_err_fake_quant'], '{:.4f}')} |")
     return "\n".join(lines) + "\n"
@@ -383,7 +389,15 @@ def main() -> None:
                              "on 2 shared cores)")
     parser.add_argument("--no-pt2e", action="store_true", help="skip torch's PT2E + inductor row (slow to compile)")
     parser.add_argument("--merge", action="store_true", help="keep rows of models not run now from the existing JSON")
+    parser.add_argument("--render", action="store_true", help="only re-render the markdown from the existing JSON")
     args = parser.parse_args()
+    if args.render:
+        json_path = (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / f"{NAME}.json"
+        data = json.loads(json_path.read_text())
+        data["summary"] = summarize(data["rows"])
+        json_path.write_text(json.dumps(data, indent=1))
+        json_path.with_suffix(".md").write_text(to_markdown(data))
+        return
     torch.set_num_threads(THREADS)
     rounds = args.rounds or (3 if args.quick else 5)
     pt2e = not (args.quick or args.no_pt2e)
