@@ -2,7 +2,8 @@
 
 Canonical (NNI 3.0) keys per entry or per target: ``quant_dtype`` ('int8', 'uint8', 'int4',
 ...), ``quant_scheme`` ('affine' / 'symmetric'), ``granularity`` ('default' = per tensor,
-'per_channel', 'out_channel', 'in_channel', or block sizes), ``quant_start_step``.
+'per_channel', 'out_channel', 'in_channel', or block sizes), ``quant_start_step``, and ``dynamic``
+(activations only: the range is taken from each batch at run time, nothing is calibrated).
 
 NNI v2 keys are translated per entry by :func:`translate_v2`: ``quant_types`` → ``target_names``,
 ``quant_bits`` (int or per-type dict) + ``quant_dtype`` 'int'/'uint' → per-target
@@ -61,6 +62,15 @@ def _dtype(key: str) -> Validator:
     return check
 
 
+def _flag(key: str) -> Validator:
+    def check(value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise fail(where, key, value, "true or false")
+        return value
+
+    return check
+
+
 def _start_step(key: str) -> Validator:
     return non_negative_int(key)
 
@@ -70,6 +80,7 @@ _TARGET_KEYS: dict[str, Validator] = {
     "quant_scheme": one_of("quant_scheme", SCHEMES),
     "granularity": granularity("granularity", QUANT_GRANULARITIES),
     "quant_start_step": _start_step("quant_start_step"),
+    "dynamic": _flag("dynamic"),
 }
 
 
@@ -177,6 +188,7 @@ class TargetSpec:
     scheme: str = "affine"
     granularity: Any = "default"
     quant_start_step: int = 0
+    dynamic: bool = False  # activation range taken per batch at run time (dynamic quantization)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], default_dtype: str = "int8", default_scheme: str = "affine",
@@ -186,6 +198,7 @@ class TargetSpec:
             scheme=settings.get("quant_scheme", default_scheme),
             granularity=settings.get("granularity", "default"),
             quant_start_step=settings.get("quant_start_step", quant_start_step),
+            dynamic=settings.get("dynamic", False),
         )
 
     @property

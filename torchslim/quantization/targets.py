@@ -62,6 +62,11 @@ class TargetQuant:
         # observe_only: track the range for deployment but never quantize (tensors the
         # config leaves in float that an int8 model must still quantize, e.g. the logits)
         self.observe_only = False
+        if spec.dynamic and quant_type is QuantType.WEIGHT:
+            from torchslim.errors import ConfigError
+
+            raise ConfigError("'dynamic': True applies to activations ('_input_', '_output_'); weights are quantized "
+                              "ahead of time")
 
     # --- geometry -------------------------------------------------------------------------
     def block_for(self, x: torch.Tensor, module: nn.Module | None, target: str) -> tuple[int, ...]:
@@ -79,6 +84,10 @@ class TargetQuant:
         block = self.block_for(x, module, target)
         self.block = block
         training = module is not None and module.training
+        if self.spec.dynamic and not self.observe_only:  # this batch's own range, as a dynamic int8 kernel does
+            lo, hi = x.detach().min().clamp_max(0), x.detach().max().clamp_min(0)
+            scale, zero_point = qparams(lo, hi, self.spec.dtype, self.spec.scheme)
+            return self.grad.apply(x, scale, zero_point, self.spec.dtype.qmin, self.spec.dtype.qmax, self.quant_type)
         if self.observe_only:
             if self.mode == "calibrate" or (training and self.mode == "auto"):
                 self.observer.update(to_units(x.detach(), block))
@@ -139,6 +148,8 @@ class TargetQuant:
             entry["scale"] = _squeeze(self.scale.detach().clone())
             entry["zero_point"] = _squeeze(self.zero_point.detach().clone())
         entry.update(quant_dtype=spec.dtype.name, quant_scheme=spec.scheme, quant_bits=spec.dtype.bits)
+        if spec.dynamic:
+            return {**entry, "dynamic": True}
         if self.observer.ready:
             entry["tracked_min"] = _squeeze(self.observer.min.clone())
             entry["tracked_max"] = _squeeze(self.observer.max.clone())
@@ -150,6 +161,9 @@ class TargetQuant:
         """Take scale / zero point / tracked range from a calibration entry; becomes frozen."""
         if entry.get("observed_only"):
             self.observe_only = True
+        if entry.get("dynamic") and not self.spec.dynamic:
+            self.spec = TargetSpec(self.spec.dtype, self.spec.scheme, self.spec.granularity,
+                                   self.spec.quant_start_step, dynamic=True)
         if "scale" in entry:
             self.scale = torch.as_tensor(entry["scale"], dtype=torch.float).detach().clone()
             self.zero_point = torch.as_tensor(entry["zero_point"], dtype=torch.float).detach().clone()

@@ -16,6 +16,22 @@ from torchslim.quantization.observers import qparams
 Entry = Mapping[str, Any]
 
 
+def example_args(example_input: Any) -> tuple[torch.Tensor, ...]:
+    """The positional inputs of one representative batch (a tensor, or a tuple / list of them)."""
+    return tuple(example_input) if isinstance(example_input, (list, tuple)) else (example_input,)
+
+
+def first_output(output: Any) -> torch.Tensor:
+    """The tensor to compare of a model output: itself, the first of a tuple, or the logits of a dict-like one."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        return output["logits"] if "logits" in output else next(iter(output.values()))
+    if isinstance(output, (list, tuple)):
+        return first_output(output[0])
+    raise TypeError(f"cannot compare a model output of type {type(output).__name__}")
+
+
 def float_copy(model: nn.Module) -> nn.Module:
     """A deep copy without fake quantization or mask hooks (masks folded into the weights), in eval mode."""
     plain = copy.deepcopy(model)
@@ -98,4 +114,4 @@ def quantized_weight(weight: torch.Tensor, entry: Entry, where: str) -> torch.Te
     return torch.quantize_per_channel(w, scale, zero_point.long(), axis, torch.qint8)
 
 
-__all__ = ["activation_qparams", "bn_folded_weight", "float_copy", "is_affine_entry", "quantized_weight", "weight_qparams"]
+__all__ = ["activation_qparams", "bn_folded_weight", "example_args", "first_output", "float_copy", "is_affine_entry", "quantized_weight", "weight_qparams"]

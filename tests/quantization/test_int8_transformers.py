@@ -1,0 +1,113 @@
+"""int8 for Linear-heavy transformers: static (calibrated activations) and dynamic (per-batch ranges)."""
+import contextlib
+
+import pytest
+import torch
+
+from torchslim.errors import ConfigError
+from torchslim.quantization import PtqQuantizer, deploy
+from torchslim.quantization.int8.common import first_output
+
+transformers = pytest.importorskip("transformers")
+
+WEIGHT = {"op_types": ["Linear"], "target_names": ["weight"], "quant_dtype": "int8", "quant_scheme": "symmetric",
+          "granularity": "per_channel"}
+DYNAMIC = [WEIGHT, {"op_types": ["Linear"], "target_names": ["_input_"], "quant_dtype": "uint8", "dynamic": True}]
+STATIC = [WEIGHT, {"op_types": ["Linear"], "target_names": ["_input_"], "quant_dtype": "int8"}]
+
+
+def tiny_bert():
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=32, num_labels=3)
+    return transformers.BertForSequenceClassification(config).eval()
+
+
+def ids(batch=4, seq=16, seed=0):
+    return torch.randint(0, 100, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+def rel(a, b):
+    a, b = first_output(a).float(), first_output(b).float()
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("backend", ["x86", "onnxruntime"])
+def test_dynamic_int8_bert_round_trips_through_export_model_and_deploy(tmp_path, backend):
+    model = tiny_bert()
+    quantizer = PtqQuantizer(model, DYNAMIC)
+    _, calibration = quantizer.compress([ids(seed=s) for s in range(2)])
+    entry = calibration["bert.encoder.layer.0.attention.self.query"]["_input_0"]
+    assert entry["dynamic"] and "scale" not in entry
+    quantizer.export_model(tmp_path / "model.pth", tmp_path / "calibration.pth")
+
+    fresh = tiny_bert()
+    fresh.load_state_dict(torch.load(tmp_path / "model.pth"))
+    loaded = torch.load(tmp_path / "calibration.pth", weights_only=False)
+    deployed = deploy(fresh, loaded, ids(), backend=backend)
+    x = ids(batch=8, seed=5)
+    with torch.no_grad():
+        fake, fp32 = model(x), fresh(x)
+        out = deployed(x)
+    assert rel(out, fake) < 0.05  # int8 kernels reproduce the simulation
+    assert rel(fake, fp32) < 0.1
+    assert any(r["source"] == "dynamic (per batch)" for r in deployed.report)
+    assert rel(deployed(ids(batch=8, seed=6)), out) > 0.05  # depends on its input
+
+
+def test_dynamic_x86_uses_our_weight_grid():
+    model = tiny_bert()
+    _, calibration = PtqQuantizer(model, DYNAMIC).compress([ids()])
+    deployed = deploy(model, calibration, ids(), backend="x86")
+    name = "bert.encoder.layer.1.output.dense"
+    qweight = deployed.model.get_submodule(name).weight()
+    assert torch.allclose(qweight.q_per_channel_scales().float(), calibration[name]["weight"]["scale"].flatten())
+
+
+def test_static_int8_bert_on_onnxruntime_matches_fake_quant():
+    model = tiny_bert()
+    _, calibration = PtqQuantizer(model, STATIC).compress([ids(seed=s) for s in range(3)])
+    x = ids(batch=8, seed=7)
+    with torch.no_grad():
+        fake = model(x)
+    deployed = deploy(model, calibration, ids(), backend="onnxruntime")
+    assert rel(deployed(x), fake) < 0.1
+    assert rel(deployed(ids(batch=8, seed=8)), fake) > 0.1  # depends on its input
+    assert any("matmul of activations" in r["source"] for r in deployed.report)
+
+
+def test_dynamic_on_weights_is_rejected_in_the_users_words():
+    with pytest.raises(ConfigError, match="dynamic"):
+        PtqQuantizer(tiny_bert(), [{"op_types": ["Linear"], "target_names": ["weight"], "dynamic": True}])
+    with pytest.raises(ConfigError, match="dynamic"):
+        PtqQuantizer(tiny_bert(), [{"op_types": ["Linear"], "target_names": ["_input_"], "dynamic": "yes"}])
+
+
+def tiny_gpt2():
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=32, use_cache=False)
+    return transformers.GPT2LMHeadModel(config).eval(), ids()
+
+
+def tiny_torchvision_vit():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32,
+                                                 mlp_dim=64, num_classes=10)
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision zero-initialises the head
+    return model.eval(), torch.randn(4, 3, 32, 32)
+
+
+# GPT-2 of current transformers does not export to ONNX with torch's TorchScript exporter (aten::diff
+# in its mask code): 'auto' must fall back to the x86 dynamic kernels and say why.
+@pytest.mark.parametrize("build, backends", [(tiny_gpt2, {"x86"}), (tiny_torchvision_vit, {"x86", "onnxruntime"})])
+def test_dynamic_auto_on_gpt2_and_torchvision_vit(build, backends):
+    model, x = build()
+    _, calibration = PtqQuantizer(model, DYNAMIC).compress([x])
+    with pytest.warns(UserWarning) if len(backends) == 1 else contextlib.nullcontext():
+        deployed = deploy(model, calibration, x)
+    choice = deployed.auto_choice
+    assert choice["chosen"] in backends and set(choice["errors"]).isdisjoint(backends)
+    with torch.no_grad():
+        assert rel(deployed(x), model(x)) < 0.05
+    assert all(t["rel_err"] < 0.05 for t in choice["timings"].values())
