@@ -31,11 +31,6 @@ EXCLUDED: dict[str, str] = {
     "001:93": "fragment of a config entry (bare name 'quant_bits' as key), not a statement",
     "001:102": "fragment of a config entry (bare name 'quant_bits' as key), not a statement",
     "001:139": "TensorFlow form (update_epoch(epoch, sess))",
-    "004:440": "NAS (nni.nas: LayerChoice, ModelSpace...): branch i16",
-    "004:450": "NAS (ModelSpace): branch i16",
-    "004:472": "NAS (ModelSpace, LayerChoice, MutableLinear): branch i16",
-    "004:533": "NAS (nni.nas.strategy, FunctionalEvaluator): branch i16",
-    "004:607": "NAS (NasExperiment): branch i16",
 }
 
 # Text changes applied to a block before migration: (old, new, why). "doc bug" fixes a mistake of
@@ -57,6 +52,7 @@ PATCHES: dict[str, list[tuple[str, str, str]]] = {
     "004:381": [("'op_names': ['relu1', 'relu2'],", "'op_types': ['ReLU'],",
                  "doc bug: the page's LeNet (004:89) has no modules relu1/relu2 (it calls F.relu); torchslim refuses "
                  "op_names naming no module, while op_types matching none only warns")],
+    "004:533": [("for epoch in range(3):", "for epoch in range(1):", "tiny budget: 1 epoch per trial instead of 3")],
     "004:635": [("num_workers=8", "num_workers=0", "tiny budget: no loader worker processes for 64 images")],
     "004:774": [("max_epochs=30)", "max_epochs=1)", "tiny budget: 1 epoch instead of 30")],
     "004:797": [("torch.rand(8, 3, 224, 224)", "torch.rand(2, 3, 64, 64)", "tiny budget: a smaller example input")],
@@ -81,6 +77,19 @@ USES: dict[str, tuple[str, str]] = {
     "001:296": ("quantizer = YourQuantizer(model, [{'quant_types': ['output'], 'quant_bits': 8, 'op_types': ['ReLU6']}])\n"
                 "quantizer.compress()\nmodel(torch.randn(2, 1, 28, 28) * 4).sum().backward()\n",
                 "the custom 3-argument quant_backward must run in a backward pass"),
+}
+
+# Code run right after a block to check what it did, where a failure would not raise: (code, why)
+CHECKS: dict[str, tuple[str, str]] = {
+    "004:607": ("records = exp.trials()\n"
+                "assert [r.status for r in records] == ['SUCCEEDED'] * 3, [(r.status, r.error) for r in records]\n"
+                "assert all(0 <= r.value <= 100 for r in records), [r.value for r in records]\n"
+                "top = exp.export_top_models(formatter='dict')\n"
+                "assert len(top) == 1 and set(top[0]) == {'conv2', 'dropout', 'feature'}, top\n"
+                "assert top[0]['conv2'] in (0, 1) and top[0]['dropout'] in (0.25, 0.5, 0.75), top\n"
+                "assert top[0]['feature'] in (64, 128, 256), top\n",
+                "a failing trial does not fail its experiment: the search must have run its 3 trials and "
+                "exported an architecture of the space"),
 }
 
 # trial parameters the page's experiment (003) would hand its trial: one point of its search space
@@ -205,6 +214,14 @@ class TinyCIFAR10(torch.utils.data.Dataset):
         return (self.transform(image) if self.transform else image), int(self.y[i])
 
 
+def _any_free_port(make_server):
+    """The page's web UI on a free port: a fixed one (8083) may be taken on a shared test machine."""
+    def make(host: str = "127.0.0.1", port: int = 8080, *args, **kwargs):
+        return make_server(host, 0, *args, **kwargs)
+
+    return make
+
+
 def _random_init(factory):
     def build(*args, pretrained=False, weights=None, **kwargs):  # no weight download: random init
         return factory(*args, **kwargs)
@@ -264,10 +281,15 @@ def pages(tmp_path_factory):
     import torchvision
     from torchvision.models import mobilenetv3, resnet
 
+    from torchslim.experiment.store import ENV_EXPERIMENTS_DIR
+    from torchslim.experiment.webui import server
     from torchslim.models.lenet import LeNet5
+    from torchslim.nas.experiment import NasExperiment
 
     root = tmp_path_factory.mktemp("seeds")
     with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV_EXPERIMENTS_DIR, str(root / "experiments"))  # not the user's ~/torchslim-experiments
+        mp.setattr(server, "make_server", _any_free_port(server.make_server))
         mp.setattr(torchvision.datasets, "MNIST", TinyMNIST)
         mp.setattr(torchvision.datasets, "CIFAR10", TinyCIFAR10)
         mp.setattr(resnet, "resnet18", _random_init(resnet.resnet18))
@@ -276,6 +298,10 @@ def pages(tmp_path_factory):
         checkpoint = LeNet5().state_dict()  # what page 004 loads from ../../ch02/model.pt
         state: dict[str, tuple[dict, Path]] = {}
         yield state, root, checkpoint
+        for ns, _ in state.values():  # a page's NAS experiment keeps its web UI up until stop()
+            for value in list(ns.values()):
+                if isinstance(value, NasExperiment):
+                    value.stop()
         sys.modules.pop("models", None)
         for _, workdir in state.values():
             with contextlib.suppress(ValueError):
@@ -309,6 +335,8 @@ def test_seed_block_runs(block_id, code, pages, monkeypatch):
                        compile(migration.result, f"<seed {block_id}>", "exec"), ns)
         if block_id in USES:
             exec(compile(USES[block_id][0], f"<use of seed {block_id}>", "exec"), ns)
+    if block_id in CHECKS:
+        exec(compile(CHECKS[block_id][0], f"<check of seed {block_id}>", "exec"), ns)
     legacy = sorted({str(w.message).split(" is an NNI legacy form")[0] for w in caught
                      if issubclass(w.category, DeprecationWarning) and "NNI legacy form" in str(w.message)})
     assert legacy == STILL_WARNS.get(block_id, [])
@@ -319,7 +347,7 @@ def test_exclusions_and_patches_name_existing_code_blocks():
         pytest.skip(f"no seeds at {SEEDS}")
     ids = {bid for bid, _ in CODE}
     assert set(EXCLUDED) <= ids, set(EXCLUDED) - ids
-    assert set(PATCHES) | set(STILL_WARNS) | set(USES) <= ids - set(EXCLUDED)
+    assert set(PATCHES) | set(STILL_WARNS) | set(USES) | set(CHECKS) <= ids - set(EXCLUDED)
     assert len(BLOCKS) == 72 and len(EXCLUDED) <= 12
 
 
@@ -333,4 +361,14 @@ def test_migrate_translates_every_nni_import_of_the_running_blocks():
 def test_migrate_lists_what_it_cannot_translate():
     untranslated = {bid: migrate_source(code).untranslated for bid, code in CODE}
     assert "TensorFlow" in untranslated["001:57"][0].message and untranslated["001:57"][0].line == 1
-    assert "NAS" in untranslated["004:440"][0].message
+    assert not any(untranslated[bid] for bid in ("004:440", "004:450", "004:472", "004:533", "004:607"))
+
+
+def test_migrate_maps_the_nas_blocks_to_torchslim_nas():
+    nas = "".join(migrated(bid, code).result for bid, code in RUN
+                  if bid in ("004:440", "004:450", "004:472", "004:533", "004:607"))
+    for line in ("from torchslim.nas.nn.pytorch import LayerChoice, ModelSpace, MutableDropout, MutableLinear",
+                 "import torchslim.nas.strategy as strategy", "torchslim.choice('feature', [64, 128, 256])",
+                 "from torchslim.nas.evaluator import FunctionalEvaluator",
+                 "from torchslim.nas.experiment import NasExperiment"):
+        assert line in nas, line
