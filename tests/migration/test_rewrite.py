@@ -69,7 +69,7 @@ def test_lists_what_it_cannot_translate_with_line_numbers():
     source = textwrap.dedent('''\
         import tensorflow as tf
         from nni.compression.tensorflow import LevelPruner
-        from nni.nas.nn.pytorch import LayerChoice
+        from nni.retiarii.nn.pytorch import LayerChoice
         from nni.compression.pytorch.utils import count_flops_params
         experiment = Experiment('remote')
         experiment.config.training_service.platform = 'openpai'
@@ -134,3 +134,17 @@ def test_one_to_one_module_paths_follow_the_installed_package(monkeypatch):
     assert migration.result.splitlines()[:2] == ["from torchslim.speedup.core import ModelSpeedup",
                                                  "import torchslim.speedup.report as report"]
     assert [str(n) for n in migration.untranslated] == ["line 3: from nni.gone.x import ...: gone: not in this version"]
+
+
+def test_nas_paths_torchslim_lacks_fold_into_their_parent():
+    """NNI's framework submodules (nni.nas.evaluator.pytorch, ...) are their parent in PyTorch-only torchslim."""
+    source = ("from nni.nas.evaluator.pytorch import Classification, DataLoader\n"
+              "from nni.nas.profiler.pytorch.flops import FlopsProfiler\n"
+              "from nni.nas.nn.pytorch import LayerChoice\n"
+              "from nni.nas.space import no_such_name\n")
+    migration = migrate_source(source)
+    assert migration.result.splitlines()[:3] == ["from torchslim.nas.evaluator import Classification, DataLoader",
+                                                 "from torchslim.nas.profiler import FlopsProfiler",
+                                                 "from torchslim.nas.nn.pytorch import LayerChoice"]
+    assert [n.line for n in migration.untranslated] == [4] and "no_such_name" in migration.untranslated[0].message
+    exec(compile("\n".join(migration.result.splitlines()[:3]), "<migrated>", "exec"), {})

@@ -14,7 +14,10 @@ from typing import NamedTuple
 
 class SamePaths(NamedTuple):
     """NNI module paths that map one to one below a torchslim package (``nni.nas.x`` → ``torchslim.nas.x``),
-    when that package is part of this torchslim; ``missing`` says why not otherwise."""
+    when that package is part of this torchslim; ``missing`` says why not otherwise. A path torchslim
+    lacks falls back to its nearest existing parent: NNI's framework submodules
+    (``nni.nas.evaluator.pytorch``, ``nni.nas.profiler.pytorch.flops``) are their parent in torchslim,
+    which is PyTorch-only."""
 
     package: str
     missing: str
@@ -75,16 +78,24 @@ def lookup(nni_module: str) -> tuple[str, list[str] | str] | None:
     """``(prefix, target)`` for ``nni_module`` (longest matching prefix), or None for a non-NNI module.
 
     ``target`` is the torchslim modules to look names up in, or a str: why it cannot be translated.
-    A one-to-one row gives ``[<the same path below the torchslim package>]``.
+    A one-to-one row gives the same path below the torchslim package and its parents up to the
+    package, those that exist, nearest first.
     """
     for prefix, target in MODULES:
         if nni_module == prefix or nni_module.startswith(prefix + "."):
             if isinstance(target, SamePaths):
                 if importlib.util.find_spec(target.package) is None:
                     return prefix, target.missing
-                return prefix, [target.package + nni_module[len(prefix):]]
+                return prefix, same_paths(target.package, nni_module[len(prefix):])
             return prefix, target
     return None
+
+
+def same_paths(package: str, subpath: str) -> list[str]:
+    """``package + subpath`` and its parents up to ``package`` that exist, nearest first."""
+    parts = [part for part in subpath.split(".") if part]
+    paths = [".".join([package, *parts[:n]]) for n in range(len(parts), -1, -1)]
+    return [path for path in paths if path == package or module_exists(path)]
 
 
 def home_of(name: str, candidates: list[str]) -> str | None:
@@ -100,4 +111,4 @@ def module_exists(module: str) -> bool:
 
 
 __all__ = ["KEY_RENAMES", "MODULES", "REMOTE_SERVICES", "SamePaths", "home_of", "lookup", "module_exists", "public_names",
-           "renamed"]
+           "renamed", "same_paths"]

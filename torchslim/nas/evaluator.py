@@ -12,10 +12,13 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+# NNI's nni.nas.evaluator.pytorch.DataLoader is torch's, traced so NNI can rebuild it in a trial
+# process; torchslim hands evaluators to trials as objects, so torch's own serves.
+from torch.utils.data import DataLoader
 
 from torchslim.errors import ConfigError
 
-__all__ = ["Evaluator", "FunctionalEvaluator", "Classification", "accuracy"]
+__all__ = ["Evaluator", "FunctionalEvaluator", "Classification", "DataLoader", "accuracy"]
 
 
 class Evaluator:
