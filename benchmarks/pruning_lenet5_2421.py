@@ -181,7 +181,7 @@ def render(d: dict) -> str:
     ] + [f"| {w}{' (chosen)' if w == d['chosen'] else ''} | {r['params']:,} | {r['val']:.2f} |"
          for w, r in d["candidates"].items()] + [
         "",
-        f"Chosen {d['chosen']}: **{runs[0]['params']:,} params, test accuracy {mean_sd(tests)} %** "
+        f"Chosen {d['chosen']}: **{runs[0]['params']:,} params, test accuracy {mean_sd(tests, unit='%')}** "
         f"(median {median(tests):.2f}, min {min(tests):.2f}, max {max(tests):.2f}); speedup check: "
         f"{', '.join(sorted({r['check'] for r in runs}))}.",
     ]

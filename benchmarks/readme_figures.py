@@ -66,7 +66,7 @@ def lenet5_sentence() -> str | None:
     if d is None:
         return None
     tests = [r["test"] for r in d["runs"]]
-    return (f"LeNet5 → {d['runs'][0]['params']:,} parameters at {mean_sd(tests)}% test accuracy (median "
+    return (f"LeNet5 → {d['runs'][0]['params']:,} parameters at {mean_sd(tests, unit='%')} test accuracy (median "
             f"{median(tests):.2f}; widths chosen on a validation split) on the embedded MNIST split: "
             "`python benchmarks/pruning_lenet5_2421.py`.")
 

@@ -325,7 +325,7 @@ def main() -> None:
                 row = {"model": name, "skipped": f"too big for this machine ({TOO_BIG[name]})"}
             else:
                 try:
-                    proc = subprocess.run(["nice", "-n", "10", sys.executable, __file__, "--one", name],
+                    proc = subprocess.run([sys.executable, __file__, "--one", name],
                                           capture_output=True, text=True, timeout=args.timeout, env=env)
                     lines = [line for line in proc.stdout.splitlines() if line.startswith("ROW ")]
                     row = json.loads(lines[-1][4:]) if lines else {
