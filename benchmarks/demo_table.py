@@ -22,7 +22,7 @@ def render(d: dict) -> str:
         f"Written by `benchmarks/demo_table.py` from `results/demo.json`. {d['machine']}. LeNet on the embedded "
         f"MNIST split ({d['train']:,} train / 2,000 test), 3 epochs, L1NormPruner at 50% of conv1, conv2, fc1, "
         f"2 fine-tuning epochs, ModelSpeedup, PTQ and 1-epoch QAT deployed as real int8; one seed (a demo, not "
-        f"an accuracy claim); {d.get('threads', 2)} torch thread(s); whole run {d['seconds']:.0f} s.",
+        f"an accuracy claim); trained on {d.get('threads', 2)} torch thread(s); whole run {d['seconds']:.0f} s.",
         "",
         "| stage | params | non-zero | MACs | accuracy % | ms / batch of 64 | size KB | note |",
         "|---|---|---|---|---|---|---|---|",
