@@ -22,7 +22,7 @@ def render(d: dict) -> str:
         f"Written by `benchmarks/demo_table.py` from `results/demo.json`. {d['machine']}. LeNet on the embedded "
         f"MNIST split ({d['train']:,} train / 2,000 test), 3 epochs, L1NormPruner at 50% of conv1, conv2, fc1, "
         f"2 fine-tuning epochs, ModelSpeedup, PTQ and 1-epoch QAT deployed as real int8; one seed (a demo, not "
-        f"an accuracy claim); whole run {d['seconds']:.0f} s.",
+        f"an accuracy claim); trained on {d.get('threads', 2)} torch thread(s); whole run {d['seconds']:.0f} s.",
         "",
         "| stage | params | non-zero | MACs | accuracy % | ms / batch of 64 | size KB | note |",
         "|---|---|---|---|---|---|---|---|",
@@ -37,13 +37,17 @@ def render(d: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 training images")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     args = parser.parse_args()
+    import torch
+
     from torchslim.demo import run_demo
 
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as out:
         result = run_demo(out, quick=args.quick, progress=False)
     rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "extra"} for r in result.rows]
-    data = {"machine": machine(shared=True), "quick": args.quick, "train": 1000 if args.quick else 8000,
+    data = {"machine": machine(shared=True), "quick": args.quick, "threads": args.threads, "train": 1000 if args.quick else 8000,
             "seconds": result.seconds, "rows": rows}
     save("demo", data, render(data))
     print(render(data))

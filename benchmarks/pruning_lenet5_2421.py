@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +39,7 @@ from torchslim.speedup import ModelSpeedup
 from torchslim.utils.metrics import count_params
 from torchslim.utils.training import evaluate_accuracy
 
-from results_io import machine, mean_sd, median, save
+from results_io import RESULTS, machine, mean_sd, median, save
 
 LAYERS = ("conv1", "conv2", "fc1", "fc2")
 FULL = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}
@@ -138,12 +140,24 @@ def main() -> None:
                         help="plain cross-entropy instead of distilling from the dense model")
     parser.add_argument("--quick", action="store_true", help="one candidate, 2 seeds, short training")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--one-seed", type=int, help="run only this seed with --candidates' single (already "
+                        "chosen) widths and save its row to results/pruning_lenet5_seed<N>.json")
+    parser.add_argument("--collect", type=Path, help="assemble results from a log of this script (candidates and "
+                        "seed 0) plus results/pruning_lenet5_seed<N>.json rows of seeds run apart")
     args = parser.parse_args()
+    if args.collect:
+        return collect(args)
     if args.quick:
         args.candidates, args.seeds, args.dense_epochs, args.finetune_epochs, args.times = "4,8,10,9", 2, 2, 2, 4
     torch.set_num_threads(args.threads)
     _, _, test = split()
     candidates = args.candidates.split(";")
+    if args.one_seed is not None:  # seeds run in parallel once the widths are chosen
+        row, small = run(args, candidates[0], args.one_seed)
+        row["test"] = evaluate_accuracy(small, test)
+        (RESULTS / f"pruning_lenet5_seed{args.one_seed}.json").write_text(json.dumps(row))
+        print("seed", row, flush=True)
+        return
     choice_runs = {}
     for widths in candidates:  # the choice: validation accuracy on seed 0
         choice_runs[widths] = run(args, widths, 0)
@@ -158,6 +172,28 @@ def main() -> None:
     data = {"machine": machine(shared=True), "importance": args.importance, "distill": args.distill,
             "candidates": {w: r[0] for w, r in choice_runs.items()}, "chosen": chosen, "runs": runs,
             "settings": {k: v for k, v in vars(args).items() if k not in ("candidates",)},
+            "dense_params": count_params(LeNet5())}
+    save("pruning_lenet5", data, render(data))
+    print(render(data))
+
+
+def collect(args: argparse.Namespace) -> None:
+    import ast
+
+    candidates, runs = {}, {}
+    for line in args.collect.read_text().splitlines():
+        kind, _, text = line.partition(" ")
+        if kind in ("candidate", "seed"):
+            row = ast.literal_eval(text)
+            (candidates if kind == "candidate" else runs)[row["widths"] if kind == "candidate" else row["seed"]] = row
+    for path in RESULTS.glob("pruning_lenet5_seed*.json"):
+        row = json.loads(path.read_text())
+        runs[row["seed"]] = row
+    chosen = max(candidates, key=lambda w: candidates[w]["val"])
+    assert all(r["widths"] == chosen for r in runs.values()), "seed runs must use the chosen widths"
+    data = {"machine": machine(shared=True), "importance": args.importance, "distill": args.distill,
+            "candidates": candidates, "chosen": chosen, "runs": [runs[k] for k in sorted(runs)],
+            "settings": {k: v for k, v in vars(args).items() if k not in ("candidates", "collect", "one_seed")},
             "dense_params": count_params(LeNet5())}
     save("pruning_lenet5", data, render(data))
     print(render(data))
@@ -181,7 +217,7 @@ def render(d: dict) -> str:
     ] + [f"| {w}{' (chosen)' if w == d['chosen'] else ''} | {r['params']:,} | {r['val']:.2f} |"
          for w, r in d["candidates"].items()] + [
         "",
-        f"Chosen {d['chosen']}: **{runs[0]['params']:,} params, test accuracy {mean_sd(tests)} %** "
+        f"Chosen {d['chosen']}: **{runs[0]['params']:,} params, test accuracy {mean_sd(tests, unit='%')}** "
         f"(median {median(tests):.2f}, min {min(tests):.2f}, max {max(tests):.2f}); speedup check: "
         f"{', '.join(sorted({r['check'] for r in runs}))}.",
     ]

@@ -193,7 +193,7 @@ def main() -> None:
 
 def render(d: dict) -> str:
     lines = [
-        "## Every pruner at 50 / 70 / 90 % on LeNet",
+        f"## Pruners on LeNet at {' / '.join(str(int(s * 100)) for s in d['sparsities'])} % sparsity",
         "",
         f"Written by `benchmarks/pruning_mnist.py` from `results/pruning_mnist.json`. {d['machine']}. "
         f"Embedded MNIST: {d['train']} training images, {d['val']} held out for validation, {d['test']} test "

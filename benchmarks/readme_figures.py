@@ -23,13 +23,16 @@ def demo() -> str | None:
     d = load("demo")
     if d is None:
         return None
-    lines = [f"What the demo prints ({d['machine']}; {d['seconds']:.0f} s; `benchmarks/results/demo.md`):", "",
-             "| stage | params | MACs | accuracy % | ms / batch of 64 | size KB |", "|---|---|---|---|---|---|"]
+    shared = "shared" in d["machine"]  # latency read on a shared machine is not a headline figure
+    lines = [f"What the demo prints ({d['machine']}; {d['seconds']:.0f} s; `benchmarks/results/demo.md`"
+             + ("; latency left out: measured on a shared machine" if shared else "") + "):", "",
+             "| stage | params | MACs | accuracy % |" + ("" if shared else " ms / batch of 64 |") + " size KB |",
+             "|---|---|---|---|" + ("" if shared else "---|") + "---|"]
     for r in d["rows"]:
         params = f"{r['params']:,}" + (f" ({r['nonzero_params']:,} non-zero)" if r["nonzero_params"] != r["params"] else "")
         batch = f"{r['batch_latency_ms']:.2f}" if r.get("batch_latency_ms") is not None else "-"
-        lines.append(f"| {r['stage']} | {params} | {r['macs'] / 1e6:.2f}M | {r['accuracy']:.2f} | {batch} "
-                     f"| {r['size_kb']:.0f} |")
+        lines.append(f"| {r['stage']} | {params} | {r['macs'] / 1e6:.2f}M | {r['accuracy']:.2f} |"
+                     + ("" if shared else f" {batch} |") + f" {r['size_kb']:.0f} |")
     return "\n".join(lines)
 
 
@@ -58,7 +61,8 @@ def zoo_sentence() -> str | None:
             f"{len(theirs)}/{len(rows)}. On the {len(both)} models both prune, torchslim keeps {kept('torchslim'):.0f}% "
             f"of the parameters vs Torch-Pruning's {kept('torch_pruning'):.0f}% (it removes only what the channel "
             f"graph proves removable), in {secs('torchslim'):.0f} s vs {secs('torch_pruning'):.0f} s for the same "
-            "scope (prune + graph + shrink). `benchmarks/results/speedup_zoo.md`.")
+            "scope (prune + graph + shrink; one run each on a shared machine, indicative). "
+            "`benchmarks/results/speedup_zoo.md`.")
 
 
 def lenet5_sentence() -> str | None:
@@ -66,7 +70,7 @@ def lenet5_sentence() -> str | None:
     if d is None:
         return None
     tests = [r["test"] for r in d["runs"]]
-    return (f"LeNet5 → {d['runs'][0]['params']:,} parameters at {mean_sd(tests)}% test accuracy (median "
+    return (f"LeNet5 → {d['runs'][0]['params']:,} parameters at {mean_sd(tests, unit='%')} test accuracy (median "
             f"{median(tests):.2f}; widths chosen on a validation split) on the embedded MNIST split: "
             "`python benchmarks/pruning_lenet5_2421.py`.")
 

@@ -90,7 +90,7 @@ def resnet50_time(repeats: int = 5) -> list[str]:
         theirs.append(time.perf_counter() - t0)
     torch.set_num_threads(2)
     return [
-        f"## ResNet-50 tool time (30%, median of {repeats}, 1 thread, same scope)",
+        f"## ResNet-50 tool time (30%, median of {repeats}, 1 thread, same scope; shared machine, load {os.getloadavg()[0]:.0f})",
         "",
         "| torchslim: dependency groups + L1 pruning + ModelSpeedup (trace, analysis, shrink) | "
         "Torch-Pruning: graph build + prune | torchslim's output check (extra, 4 inputs) |",

@@ -252,8 +252,9 @@ def render(data: dict) -> str:
         f"| tool time (prune + graph + shrink), same models, s | {total(both, 'torchslim', 'tool_s'):.0f} "
         f"| {total(both, 'torch_pruning', 'tool_s'):.0f} |",
         "",
-        "Per model: params and MACs kept (share of the dense model), tool time in s, torchslim's check "
-        "(max |difference| relative to the output's spread across inputs) and mutation self-test.",
+        "Per model: params and MACs kept (share of the dense model), tool time in s (one measurement per tool, "
+        "run one after the other on the shared machine: indicative only), torchslim's check (max |difference| "
+        "relative to the output's spread across inputs) and mutation self-test.",
         "",
         "| model | params (M) | torchslim params kept | TP params kept | torchslim MACs kept | TP MACs kept "
         "| torchslim s | TP s | check | rel. diff | mutation caught |",
@@ -325,7 +326,7 @@ def main() -> None:
                 row = {"model": name, "skipped": f"too big for this machine ({TOO_BIG[name]})"}
             else:
                 try:
-                    proc = subprocess.run(["nice", "-n", "10", sys.executable, __file__, "--one", name],
+                    proc = subprocess.run([sys.executable, __file__, "--one", name],
                                           capture_output=True, text=True, timeout=args.timeout, env=env)
                     lines = [line for line in proc.stdout.splitlines() if line.startswith("ROW ")]
                     row = json.loads(lines[-1][4:]) if lines else {
