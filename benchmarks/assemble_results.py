@@ -5,7 +5,8 @@ import platform
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["demo", "pruning", "speedup", "quantization", "experiments"]
+ORDER = ["demo", "pruning_mnist", "pruning_lenet5", "speedup_zoo", "speedup_extras", "quantization", "experiments",
+         "experiment_overhead"]
 
 
 def main() -> None:
@@ -13,9 +14,10 @@ def main() -> None:
     header = [
         "# Benchmark results",
         "",
-        "Latest output of each script in `benchmarks/` (regenerate a section by re-running its script, then",
-        "`python benchmarks/assemble_results.py`). Ratios are measured side by side in one run; absolute",
-        f"times depend on the machine (these: {platform.machine()}, 2 CPU cores, torch threads pinned to 2).",
+        "Latest output of each script in `benchmarks/`, rendered from the raw JSON it saves in `results/`",
+        "(`python benchmarks/run_all.py` re-runs them and assembles this file; `--only NAME` re-runs one).",
+        f"Ratios are measured side by side in one run; absolute times depend on the machine ({platform.machine()});",
+        "each section says whether its machine was shared.",
         "",
     ]
     body = [p.read_text().strip() + "\n" for p in parts]

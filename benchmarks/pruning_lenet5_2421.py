@@ -9,7 +9,14 @@ of fine-tuning. Here, on the 8,000 embedded MNIST training images:
 3. ``ModelSpeedup`` shrinks the masked model physically;
 4. fine-tune the small model with the same distillation loss.
 
-Run: ``python benchmarks/pruning_lenet5_2421.py [--importance taylor|l1] [--widths 4,8,10,9]``
+Honest figures: 1,000 of the 8,000 training images are held out as a validation split; the
+kept widths are chosen among ``--candidates`` (all <= 2,421 params) by validation accuracy on
+seed 0; the chosen widths then run on ``--seeds`` seeds; the test split is touched once per
+seed, at the very end. Reported: mean ± sd (and median) over seeds.
+
+Writes ``results/pruning_lenet5.json`` and ``results/pruning_lenet5.md``.
+
+Run: ``python benchmarks/pruning_lenet5_2421.py [--importance taylor|l1] [--seeds 5] [--quick]``
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from torchslim import TorchEvaluator
 from torchslim.datasets import load_mnist
@@ -29,6 +36,8 @@ from torchslim.pruning import AGPPruner, L1NormPruner, TaylorPruner
 from torchslim.speedup import ModelSpeedup
 from torchslim.utils.metrics import count_params
 from torchslim.utils.training import evaluate_accuracy
+
+from results_io import machine, mean_sd, median, save
 
 LAYERS = ("conv1", "conv2", "fc1", "fc2")
 FULL = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}
@@ -72,17 +81,24 @@ def config_for(widths: dict[str, int]) -> list[dict]:
             for name in LAYERS if widths[name] < FULL[name]]
 
 
-def run(args: argparse.Namespace) -> dict:
-    torch.manual_seed(args.seed)
-    train_set, test_set = load_mnist()
-    loader = DataLoader(train_set, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(args.seed))
+def split(seed: int = 1234, val: int = 1000):
+    full, test = load_mnist()
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed)).tolist()
+    return Subset(full, order[val:]), Subset(full, order[:val]), test
+
+
+def run(args: argparse.Namespace, widths_text: str, seed: int) -> tuple[dict, nn.Module]:
+    """One pipeline run; returns validation figures and the small model (test is not touched)."""
+    torch.manual_seed(seed)
+    train_set, val, _ = split()
+    loader = DataLoader(train_set, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(seed))
     t0 = time.time()
     model = LeNet5()
     train(model, loader, args.dense_epochs, 3e-3)
-    dense_acc = evaluate_accuracy(model, test_set)
+    dense_val = evaluate_accuracy(model, val)
     teacher = copy.deepcopy(model).eval() if args.distill else None
 
-    widths = dict(zip(LAYERS, (int(w) for w in args.widths.split(","))))
+    widths = dict(zip(LAYERS, (int(w) for w in widths_text.split(","))))
     opt = torch.optim.Adam(model.parameters(), lr=args.prune_lr)
     evaluator = TorchEvaluator.from_dataloader(loader, opt, distill_step(teacher))
     cfg = config_for(widths)
@@ -92,24 +108,26 @@ def run(args: argparse.Namespace) -> dict:
         sub = L1NormPruner(model, cfg)
     pruner = AGPPruner(sub, interval_steps=args.interval, total_times=args.times, evaluator=evaluator)
     pruner.compress(max_steps=args.interval * (args.times + 2))
-    masked_acc = evaluate_accuracy(model, test_set)
+    masked_val = evaluate_accuracy(model, val)
     masks = pruner.get_masks()
     pruner.unwrap_model()
-    small = ModelSpeedup(model, torch.randn(2, 1, 28, 28), masks).speedup_model()
-    speedup_acc = evaluate_accuracy(small, test_set)
+    speedup = ModelSpeedup(model, torch.randn(2, 1, 28, 28), masks)
+    small = speedup.speedup_model()
+    speedup_val = evaluate_accuracy(small, val)
     train(small, loader, args.finetune_epochs, args.finetune_lr, teacher)
     return {
-        "dense_params": count_params(LeNet5()), "dense_acc": dense_acc, "masked_acc": masked_acc,
-        "speedup_acc": speedup_acc, "params": count_params(small), "acc": evaluate_accuracy(small, test_set),
-        "shape": [small.conv1.out_channels, small.conv2.out_channels, small.fc1.out_features,
-                  small.fc2.out_features], "seconds": time.time() - t0,
-    }
+        "seed": seed, "widths": widths_text, "dense_val": dense_val, "masked_val": masked_val,
+        "speedup_val": speedup_val, "check": speedup.report.check.status, "params": count_params(small),
+        "val": evaluate_accuracy(small, val), "seconds": time.time() - t0,
+    }, small
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--importance", choices=("taylor", "l1"), default="taylor")
-    parser.add_argument("--widths", default="4,8,10,9", help="channels kept in conv1,conv2,fc1,fc2")
+    parser.add_argument("--candidates", default="4,8,10,9;3,8,11,9;4,7,12,10",
+                        help="';'-separated channels kept in conv1,conv2,fc1,fc2 (chosen on validation)")
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--dense-epochs", type=int, default=20)
     parser.add_argument("--interval", type=int, default=50)
     parser.add_argument("--times", type=int, default=20)
@@ -118,14 +136,56 @@ def main() -> None:
     parser.add_argument("--finetune-lr", type=float, default=3e-3)
     parser.add_argument("--no-distill", dest="distill", action="store_false",
                         help="plain cross-entropy instead of distilling from the dense model")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="one candidate, 2 seeds, short training")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.quick:
+        args.candidates, args.seeds, args.dense_epochs, args.finetune_epochs, args.times = "4,8,10,9", 2, 2, 2, 4
     torch.set_num_threads(args.threads)
-    r = run(args)
-    print(f"dense LeNet5: {r['dense_params']:,} params, {r['dense_acc']:.2f}%")
-    print(f"AGP({args.importance}{', distilled' if args.distill else ''}) masked: {r['masked_acc']:.2f}%  after speedup: {r['speedup_acc']:.2f}%")
-    print(f"pruned {r['shape']}: {r['params']:,} params, {r['acc']:.2f}% after fine-tuning ({r['seconds']:.0f}s)")
+    _, _, test = split()
+    candidates = args.candidates.split(";")
+    choice_runs = {}
+    for widths in candidates:  # the choice: validation accuracy on seed 0
+        choice_runs[widths] = run(args, widths, 0)
+        print("candidate", choice_runs[widths][0], flush=True)
+    chosen = max(candidates, key=lambda w: choice_runs[w][0]["val"])
+    runs = []
+    for seed in range(args.seeds):
+        row, small = choice_runs[chosen] if seed == 0 else run(args, chosen, seed)
+        row["test"] = evaluate_accuracy(small, test)  # the only look at the test split
+        runs.append(row)
+        print("seed", row, flush=True)
+    data = {"machine": machine(shared=True), "importance": args.importance, "distill": args.distill,
+            "candidates": {w: r[0] for w, r in choice_runs.items()}, "chosen": chosen, "runs": runs,
+            "settings": {k: v for k, v in vars(args).items() if k not in ("candidates",)},
+            "dense_params": count_params(LeNet5())}
+    save("pruning_lenet5", data, render(data))
+    print(render(data))
+
+
+def render(d: dict) -> str:
+    runs = d["runs"]
+    tests = [r["test"] for r in runs]
+    s = d["settings"]
+    lines = [
+        "## Structured pipeline: LeNet5 -> <= 2,421 params",
+        "",
+        f"Written by `benchmarks/pruning_lenet5_2421.py` from `results/pruning_lenet5.json`. {d['machine']}. "
+        f"Dense LeNet5 ({d['dense_params']:,} params) trained {s['dense_epochs']} epochs on 7,000 embedded MNIST "
+        f"images; AGP({d['importance']}{', distilled from the dense model' if d['distill'] else ''}) over "
+        f"{s['times']} steps; ModelSpeedup; {s['finetune_epochs']} fine-tuning epochs. Widths chosen on the "
+        "1,000-image validation split (seed 0); the 2,000 test images touched once per seed.",
+        "",
+        "| candidate widths (conv1, conv2, fc1, fc2) | params | validation accuracy % (seed 0) |",
+        "|---|---|---|",
+    ] + [f"| {w}{' (chosen)' if w == d['chosen'] else ''} | {r['params']:,} | {r['val']:.2f} |"
+         for w, r in d["candidates"].items()] + [
+        "",
+        f"Chosen {d['chosen']}: **{runs[0]['params']:,} params, test accuracy {mean_sd(tests)} %** "
+        f"(median {median(tests):.2f}, min {min(tests):.2f}, max {max(tests):.2f}); speedup check: "
+        f"{', '.join(sorted({r['check'] for r in runs}))}.",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

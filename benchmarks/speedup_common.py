@@ -17,7 +17,7 @@ def prune_and_speedup(model: Any, x: Any, ratio: float, exclude: str) -> tuple[d
     t0 = time.perf_counter()
     config = auto_set_dependency_group_ids(model, config, x)
     t1 = time.perf_counter()
-    _, masks = L1NormPruner(model, config).compress()
+    _, masks = L1NormPruner(model, config, dummy_input=x).compress()
     t2 = time.perf_counter()
     speedup = ModelSpeedup(model, x, masks)
     speedup.speedup_model()

@@ -62,6 +62,10 @@ class Pruner:
     importance: a registered scorer name or a function ``(ScoreContext) -> Tensor``.
     mode / dummy_input: v2's ``mode='dependency_aware'`` makes coupled layers (residual
         adds, concat) share channel choices, traced on ``dummy_input``.
+    mask_channel_path: also mask what only serves a pruned channel (the norm layer after it:
+        BatchNorm, GroupNorm/InstanceNorm affine, depthwise convs), found by tracing the model
+        on ``dummy_input`` (or the evaluator's, or one guessed from the first layer), so the
+        masked model equals what speedup builds. NNI's ``align`` target settings also apply.
     """
 
     default_importance: str | Scorer = "l1"
@@ -78,6 +82,7 @@ class Pruner:
         importance: str | Scorer | None = None,
         mode: str = "normal",
         dummy_input: Any = None,
+        mask_channel_path: bool = True,
         **kwargs: Any,
     ) -> None:
         if kwargs:
@@ -100,6 +105,9 @@ class Pruner:
         self.settings = resolve_config(model, config_list, "pruning", extra_keys=self.extra_config_keys)
         self._modules = dict(model.named_modules())
         self._keeper: MaskKeeper | None = None
+        self.mask_channel_path = mask_channel_path
+        self._path_input: Any = None  # the input that traced (guessed ones are kept for later rounds)
+        self._path_failed = False
 
     # --- the three steps a pruner may override -------------------------------------------
     def collect_data(self) -> dict[tuple[str, str], Any]:
@@ -147,6 +155,7 @@ class Pruner:
         masks = self._custom_masks() if self._has_custom_calc_mask() else self.generate_masks(
             self.compute_scores(self.collect_data())
         )
+        masks = self._complete_path(masks)
         self.apply_masks(masks)
         return masks
 
@@ -239,6 +248,22 @@ class Pruner:
         return len(shape) > 1 and block[dim] == 1 and all(
             b == s for d, (b, s) in enumerate(zip(block, shape)) if d != dim
         )
+
+    def _complete_path(self, masks: Masks) -> Masks:
+        from torchslim.pruning import channel_path as path
+
+        masks = path.align_masks(self.model, self.settings, masks)
+        if not self.mask_channel_path or self._path_failed or not path.has_dead_channels(masks) \
+                or not path.has_channel_modules(self.model):
+            return masks
+        dummy = self._path_input if self._path_input is not None else self.dummy_input
+        if dummy is None and self.evaluator is not None and hasattr(self.evaluator, "get_dummy_input"):
+            dummy = self.evaluator.get_dummy_input()
+        masks, self._path_input, problem = path.complete_masks(self.model, masks, dummy)
+        if problem is not None:
+            self._path_failed = True  # warned once; later rounds do not retry
+            path.warn_incomplete(problem)
+        return masks
 
     def _has_custom_calc_mask(self) -> bool:
         return type(self).calc_mask is not Pruner.calc_mask

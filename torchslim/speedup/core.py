@@ -1,12 +1,16 @@
 """ModelSpeedup: masks → a physically smaller model, checked against the masked one.
 
-Steps: fold the masks into the weights → trace (fx, falling back to submodules) → channel
-analysis (coupling, dead channels, barriers) → the *reference*: the masked model with the
-masks propagated through every per-channel module (a BatchNorm / depthwise conv / GroupNorm
-channel whose input channel is dead gets zero weight and bias, so the channel is exactly 0
-after it, as it is once removed) → shrink modules in place → compare outputs; on mismatch
-the model is restored and :class:`~torchslim.errors.SpeedupError` names the first layer
-whose output differs.
+Steps: fold the masks into the weights → the *reference*: outputs of the user's model as
+given (masks folded, nothing else touched) on several inputs → trace (fx, falling back to
+submodules) → channel analysis (coupling, dead channels, barriers) → shrink modules in place →
+compare outputs relative to their spread across inputs; on mismatch the model is restored and
+:class:`~torchslim.errors.SpeedupError` names the first layer whose output differs.
+
+The analysis takes a pruned channel to be zero after a per-channel module (BatchNorm,
+depthwise conv, GroupNorm); pruners mask those modules' weight and bias with the channel, so
+this holds. Where the user's model holds a non-zero value there instead, removing the channel
+changes the output: the difference and its cause are reported (``strict=True`` raises), and
+the shrunk model is checked against the model with those values zeroed.
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ from torchslim.graph.trace import _call, trace_model
 from torchslim.speedup.report import LayerRow, SpeedupReport
 from torchslim.speedup.serialize import record_spec
 from torchslim.speedup.shrink import SHRINKERS
-from torchslim.speedup.verify import OutputRecorder, chan_kept, close, first_divergence, flat_tensors, max_error
+from torchslim.speedup.verify import (CheckResult, OutputRecorder, Zero, chan_kept, check_inputs, compare_outputs,
+                                     describe_zeros, first_divergence, run_outputs, unmasked_zeros, zeroed)
 
 Masks = Mapping[str, Mapping[str, torch.Tensor]]
 _NNI_OPTIONS = {"confidence", "batch_dim", "batch_size", "map_location", "logger", "garbage_collect_values",
@@ -41,21 +46,24 @@ class ModelSpeedup:
     masks: ``{module_name: {'weight': mask, 'bias': mask}}``, a path to a ``torch.save``-d
         masks file (NNI v2), or None to use the masks attached to ``model``.
     strict: raise :class:`SpeedupError` naming the node at the first op without a channel
-        rule, instead of keeping it whole (a barrier) and reporting it.
+        rule, instead of keeping it whole (a barrier) and reporting it; and when removing the
+        pruned channels must change the output (a norm layer's shift left unmasked on them).
     round_to: keep a multiple of this many channels per layer (8/16 suit vector units).
     leaf_modules: module classes, class names or module paths not to trace into.
     autowrap_functions: functions recorded as single graph nodes (``torch.fx.wrap`` style).
     time_limit: seconds; the analysis stops with an error naming the node it reached.
     progress: True for a progress bar, or a callable ``(index, total, node_name)``.
     check: compare shrunk and masked outputs (on by default; never returns a wrong model).
-    rtol, atol: tolerance of that comparison, relative to the largest reference value.
+    rtol: tolerance of that comparison, relative to how much each output varies across the
+        check inputs; atol: an extra absolute tolerance (default 0).
+    check_inputs: how many inputs the check uses: ``dummy_input`` and random inputs like it.
     """
 
     def __init__(self, model: nn.Module, dummy_input: Any, masks: Masks | str | Path | None = None, *,
                  strict: bool = False, round_to: int = 1, leaf_modules: Iterable[type | str] = (),
                  autowrap_functions: Iterable[Callable] = (), time_limit: float | None = None,
                  progress: bool | Callable[[int, int, str], None] = False, check: bool = True,
-                 rtol: float = 1e-3, atol: float = 1e-5, **nni_options: Any) -> None:
+                 rtol: float = 1e-3, atol: float = 0.0, check_inputs: int = 4, **nni_options: Any) -> None:
         unknown = set(nni_options) - _NNI_OPTIONS
         if unknown:
             raise TypeError(f"ModelSpeedup got unexpected arguments: {', '.join(sorted(unknown))}")
@@ -74,7 +82,10 @@ class ModelSpeedup:
         self.progress = progress
         self.check = check
         self.rtol, self.atol = rtol, atol
+        self.check_inputs = check_inputs
         self.report: SpeedupReport | None = None
+        self._inputs: list[Any] = []
+        self._reference_out: list[list[torch.Tensor]] = []
 
     def speedup_model(self) -> nn.Module:
         """Shrink the model in place and return it (raises SpeedupError if it would be wrong)."""
@@ -94,21 +105,26 @@ class ModelSpeedup:
     def _run(self, model: nn.Module, report: SpeedupReport) -> None:
         t0 = time.perf_counter()
         _fold_masks(model, self.masks)
+        given = self._reference(model)
+        t_ref = time.perf_counter() - t0
         traced = trace_model(model, self.dummy_input, leaf_modules=self.leaf_modules,
                              autowrap_functions=self.autowrap_functions)
         report.untraced = traced.untraced
-        report.trace_s = time.perf_counter() - t0
+        report.trace_s = time.perf_counter() - t0 - t_ref
         ctx = Context(self.masks, strict=self.strict, time_limit=self.time_limit, progress=_progress(self.progress))
         for part in traced.parts:
             analyze_part(ctx, part)
-        _apply_zeros(model, ctx.zeros)
         report.barriers = ctx.barriers
         ctx.space.resolve()
         keep = _keep_indices(ctx, self.round_to)
-        report.analysis_s = time.perf_counter() - t0 - report.trace_s
+        report.analysis_s = time.perf_counter() - t0 - t_ref - report.trace_s
 
         shrinkable = {n: u for n, u in ctx.uses.items() if n in keep}
-        ref_out = self._reference(model)
+        t1 = time.perf_counter()
+        zeros = unmasked_zeros(model, ctx.zeros, lambda name, n: _kept_out(ctx, name, n))
+        self._reference_out = self._deviation(model, given, zeros, report) if zeros else given
+        t_ref += time.perf_counter() - t1
+        t1 = time.perf_counter()
         backup = _snapshot(u.module for u in shrinkable.values())
         replaced: list[tuple[nn.Module, str, nn.Module]] = []
         for name, use in shrinkable.items():
@@ -118,34 +134,74 @@ class ModelSpeedup:
             report.layers.append(_row(name, use, keep[name], self.masks.get(name, {})))
         record_spec(model, {n: (u.kind, {s: int(i.numel()) for s, i in keep[n].items()}, u.groups)
                             for n, u in shrinkable.items()})
-        report.shrink_s = time.perf_counter() - t0 - report.trace_s - report.analysis_s
+        report.shrink_s = time.perf_counter() - t1
         if self.check:
-            self._verify(model, ctx, shrinkable, backup, ref_out, report, replaced)
+            t1 = time.perf_counter()
+            self._verify(model, ctx, shrinkable, backup, zeros, report, replaced)
+            t_ref += time.perf_counter() - t1
+        report.check_s = t_ref
         report.total_s = time.perf_counter() - t0
 
-    @torch.inference_mode()
-    def _reference(self, model: nn.Module) -> list[torch.Tensor]:
+    def verify(self, model: nn.Module | None = None) -> CheckResult:
+        """Compare ``model`` (default: the shrunk model) with the reference taken by
+        :meth:`speedup_model`, on the same check inputs."""
+        if not self._inputs:
+            raise RuntimeError("verify() needs speedup_model() to have run with check=True")
+        model = self.model if model is None else model
+        was_training = model.training
+        model.eval()
+        try:
+            return compare_outputs(self._reference_out, run_outputs(lambda x: _call(model, x), self._inputs),
+                                   self.rtol, self.atol)
+        finally:
+            model.train(was_training)
+
+    def _reference(self, model: nn.Module) -> list[list[torch.Tensor]]:
         if not self.check:
             return []
-        return [t.detach().clone() for t in flat_tensors(_call(model, self.dummy_input))]
+        self._inputs = check_inputs(self.dummy_input, self.check_inputs)
+        return run_outputs(lambda x: _call(model, x), self._inputs)
+
+    def _deviation(self, model: nn.Module, given: list[list[torch.Tensor]], zeros: list[Zero],
+                   report: SpeedupReport) -> list[list[torch.Tensor]]:
+        """Removing channels that are not zero in the user's model changes it: measure, report
+        (or raise when strict), and return the reference speedup can match."""
+        cause = describe_zeros(model, zeros)
+        if not self.check:
+            report.deviation = {"cause": cause}
+            return given
+        with zeroed(model, zeros):
+            removed = run_outputs(lambda x: _call(model, x), self._inputs)
+        result = compare_outputs(given, removed, self.rtol, self.atol)
+        if result.status != "differs":
+            return given
+        report.deviation = {**result.to_dict(), "cause": cause}
+        message = (f"removing the pruned channels changes the model: its output moves by up to "
+                   f"{result.max_abs_diff:.3g} ({result.relative:.3g} x its spread across inputs), because {cause}. "
+                   "Mask the norm layers with their channels (torchslim pruners do by default) or fine-tune "
+                   "after speedup")
+        if self.strict:
+            raise SpeedupError(message + ".")
+        warnings.warn(message + "; the shrunk model is checked against the model with those values zeroed.",
+                      stacklevel=4)
+        return removed
 
     @torch.inference_mode()
     def _verify(self, model: nn.Module, ctx: Context, uses: Mapping[str, Any], backup: list,
-                ref_out: list[torch.Tensor], report: SpeedupReport,
+                zeros: list[Zero], report: SpeedupReport,
                 replaced: list[tuple[nn.Module, str, nn.Module]]) -> None:
         try:
-            out = flat_tensors(_call(model, self.dummy_input))
-            problem = None
-            if len(out) != len(ref_out):
-                problem = f"the model returns {len(out)} tensors instead of {len(ref_out)}"
-            else:
-                report.max_abs_diff = max((max_error(r, o) for r, o in zip(ref_out, out) if r.shape == o.shape),
-                                          default=0.0)
-                if not all(close(r, o, self.rtol, self.atol) for r, o in zip(ref_out, out)):
-                    problem = f"outputs differ (max abs difference {report.max_abs_diff:.3g})"
+            result = self.verify(model)
+            report.check = result
+            report.max_abs_diff = result.max_abs_diff
+            problem = None if result.passed else f"outputs differ: {result}"
         except Exception as exc:  # the shrunk model does not even run
             problem = f"the shrunk model fails: {type(exc).__name__}: {exc}"
         if problem is None:
+            if result.status == "unverified":
+                warnings.warn(f"speedup could not verify the shrunk model: {result.detail}. "
+                              "Give a dummy_input the output depends on (trained or calibrated weights).",
+                              stacklevel=5)
             return
         # locate the first differing layer: record both models layer by layer, then restore
         modules = {n: u.module for n, u in uses.items()}
@@ -153,7 +209,8 @@ class ModelSpeedup:
         _restore(backup)
         for parent, attr, old in replaced:
             setattr(parent, attr, old)
-        ref = _record(model, self.dummy_input, modules)
+        with zeroed(model, zeros):
+            ref = _record(model, self.dummy_input, modules)
         order = list(ref)
 
         def kept_of(name: str) -> torch.Tensor | None:
@@ -208,15 +265,10 @@ def _fold_masks(model: nn.Module, masks: Masks) -> None:
                 tensor.mul_(mask.to(tensor.device, tensor.dtype))
 
 
-@torch.no_grad()
-def _apply_zeros(model: nn.Module, zeros: list[tuple[str, str, int, torch.Tensor]]) -> None:
-    modules = dict(model.named_modules())
-    for name, target, dim, dead in zeros:
-        tensor = getattr(modules[name], target, None)
-        if isinstance(tensor, torch.Tensor) and tensor.shape[dim] == dead.numel():
-            shape = [1] * tensor.dim()
-            shape[dim] = -1
-            tensor.mul_((~dead).reshape(shape).to(tensor.device, tensor.dtype))
+def _kept_out(ctx: Context, name: str, n: int) -> torch.Tensor | None:
+    use = ctx.uses.get(name)
+    ids = use.slots.get("out") if use is not None else None
+    return ctx.space.kept(ids) if ids is not None and ids.numel() == n else None
 
 
 def _keep_indices(ctx: Context, round_to: int) -> dict[str, dict[str, torch.Tensor]]:

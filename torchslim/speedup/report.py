@@ -26,6 +26,9 @@ class SpeedupReport:
     barriers: list[Barrier] = field(default_factory=list)
     untraced: list[tuple[str, str]] = field(default_factory=list)
     max_abs_diff: float | None = None
+    check: Any = None  # CheckResult of shrunk vs reference ("equal" / "unverified"), None unchecked
+    deviation: dict[str, Any] | None = None  # how removing unmasked channels changes the user's model
+    check_s: float = 0.0  # reference and check runs (not part of the other timings)
     trace_s: float = 0.0
     analysis_s: float = 0.0
     shrink_s: float = 0.0
@@ -42,14 +45,19 @@ class SpeedupReport:
             "barriers": [vars(b) for b in self.barriers],
             "untraced": [{"module": m, "reason": r} for m, r in self.untraced],
             "max_abs_diff": self.max_abs_diff,
+            "check": self.check.to_dict() if self.check is not None else None,
+            "deviation": self.deviation,
             "seconds": {"trace": self.trace_s, "analysis": self.analysis_s, "shrink": self.shrink_s,
-                        "total": self.total_s},
+                        "check": self.check_s, "total": self.total_s},
         }
 
     def summary(self, max_rows: int = 40) -> str:
         lines = [f"speedup: {len(self.layers)} layers shrunk in {self.total_s:.2f} s "
                  f"(trace {self.trace_s:.2f} s, analysis {self.analysis_s:.2f} s); "
-                 f"max |masked - shrunk| = {self.max_abs_diff if self.max_abs_diff is not None else 'unchecked'}"]
+                 f"check: {self.check if self.check is not None else 'not run'}"]
+        if self.deviation:
+            lines.append(f"differs from the model as given: {self.deviation.get('cause')} "
+                         f"(output moves by {self.deviation.get('max_abs_diff', float('nan')):.3g})")
         lines.append(f"{'layer':40s} {'type':18s} {'in':>11s} {'out':>11s} {'requested':>9s} {'achieved':>9s}")
         for row in self.layers[:max_rows]:
             def size(slot: str) -> str:
