@@ -117,6 +117,7 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
     options = dict(algorithm_options or {})
     options.setdefault("seed", seed)
     rounds: list[dict[str, Any]] = []
+    built: list[tuple[nn.Module, dict[str, Any] | None, np.ndarray]] = []
     for round_index in range(max_rounds):
         say(f"search ({algorithm}, round {round_index + 1})")
         sparsity = search(problem, **options)
@@ -130,11 +131,15 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
             measured["latency"] = slim_ms
             measured["dense_latency"] = dense_ms
         rounds.append({"sparsity": [float(v) for v in sparsity], "predicted": predicted, "measured": measured})
-        missed = _missed(bounds, measured, tolerance, table.dense_ms if table is not None else None)
-        if not missed or round_index == max_rounds - 1:
+        built.append((slim, speedup_report, sparsity))
+        over, under = _check(bounds, measured, tolerance, table.dense_ms if table is not None else None)
+        if table is None or not (over or under) or round_index == max_rounds - 1:
             break
-        say(f"measured {missed}: re-calibrating the latency table and searching again")
+        say(f"measured {', '.join(over + under)}: re-calibrating the latency table and searching again")
         table.calibrate(sparsity, measured["latency"] / measured["dense_latency"])
+    chosen = _best_round(rounds, bounds, tolerance, table.dense_ms if table is not None else None)
+    slim, speedup_report, sparsity = built[chosen]
+    rounds[chosen]["chosen"] = True
 
     score_before = evaluate_fn(slim) if evaluate_fn is not None else None
     if train_fn is not None:
@@ -151,7 +156,7 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         model=slim, int8_model=int8, units=cost.describe(sparsity), config_list=cost.config_list(sparsity),
         target=spec.describe(), bounds=[{"metric": b.metric, "value": b.value} for b in bounds],
         dense={**dense_stats, "score": evaluate_fn(dense) if evaluate_fn is not None else None},
-        compressed={**rounds[-1]["measured"], "score_before_finetune": score_before, "score": score_after},
+        compressed={**rounds[chosen]["measured"], "score_before_finetune": score_before, "score": score_after},
         rounds=rounds, history=problem.history, sensitivity=sens, speedup=speedup_report,
         latency_table=table.to_dict() if table is not None else None, algorithm=algorithm, proxy=proxy,
         seconds=time.perf_counter() - t_start)
@@ -237,21 +242,36 @@ def _paired_latency(dense: nn.Module, slim: nn.Module, example: Any, threads: in
     return float(np.median(d)), float(np.median(s))
 
 
-def _missed(bounds: Sequence[Any], measured: Mapping[str, float], tolerance: float,
-            dense_table_ms: float | None) -> str:
-    out = []
+def _check(bounds: Sequence[Any], measured: Mapping[str, float], tolerance: float,
+           dense_table_ms: float | None) -> tuple[list[str], list[str]]:
+    """Budgets the built model misses, and latency budgets it undershoots by far (pruned more
+    than needed); latency compared as a share of dense timed in the same run."""
+    over, under = [], []
     for b in bounds:
         value = measured[b.metric]
         if b.metric == "latency":
-            # compared as a share of dense timed in the same run: the machine's speed drifts
             share, budget = value / measured["dense_latency"], b.value / dense_table_ms
             if share > budget * (1 + tolerance):
-                out.append(f"latency {share:.1%} of dense, over the budget of {budget:.1%}")
-            elif share < budget * (1 - 2 * tolerance):  # met, but more was pruned than needed
-                out.append(f"latency {share:.1%} of dense, well under the budget of {budget:.1%}")
+                over.append(f"latency {share:.1%} of dense, over the budget of {budget:.1%}")
+            elif share < budget * (1 - 2 * tolerance):
+                under.append(f"latency {share:.1%} of dense, well under the budget of {budget:.1%}")
         elif value > b.value * (1 + 1e-9):
-            out.append(f"{b.metric} {value:,.0f} (budget {b.value:,.0f})")
-    return ", ".join(out)
+            over.append(f"{b.metric} {value:,.0f} (budget {b.value:,.0f})")
+    return over, under
+
+
+def _best_round(rounds: Sequence[Mapping[str, Any]], bounds: Sequence[Any], tolerance: float,
+                dense_table_ms: float | None) -> int:
+    """The build to keep: among those that meet every budget, the one that removed least
+    latency (closest to the budget); if none meets it, the one that came closest."""
+    def share(r: Mapping[str, Any]) -> float:
+        m = r["measured"]
+        return m["latency"] / m["dense_latency"] if "latency" in m else 0.0
+    meeting = [i for i, r in enumerate(rounds) if not _check(bounds, r["measured"], tolerance, dense_table_ms)[0]]
+    if meeting:
+        return max(meeting, key=lambda i: share(rounds[i]))
+    over = [i for i, r in enumerate(rounds) if "latency" in r["measured"]]
+    return min(over, key=lambda i: share(rounds[i])) if over else len(rounds) - 1
 
 
 def _int8(model: nn.Module, data: Iterable[Any], example_input: Any) -> Any:
