@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from torchslim.auto.report import AutoCompressResult
-from torchslim.auto.search import Problem, get_search
+from torchslim.auto.search import SEARCHES, Problem, get_search
 from torchslim.auto.sensitivity import estimate, sensitivity_analysis, weights_hash
 from torchslim.auto.target import Target
 from torchslim.auto.units import DEFAULT_OP_TYPES, CostModel
@@ -116,6 +116,8 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
     problem = Problem(len(cost.units), costs, bounds, score, max_sparsity, key=lambda s: tuple(cost.keep_fractions(s)))
     options = dict(algorithm_options or {})
     options.setdefault("seed", seed)
+    if search is SEARCHES["uniform"]:
+        options.setdefault("widths", [u.channels for u in cost.units])
     rounds: list[dict[str, Any]] = []
     built: list[tuple[nn.Module, dict[str, Any] | None, np.ndarray]] = []
     for round_index in range(max_rounds):

@@ -72,9 +72,21 @@ def _bisect(point: Callable[[float], np.ndarray], excess: Callable[[np.ndarray],
     return point(hi)
 
 
-def uniform(problem: Problem, **_: Any) -> np.ndarray:
-    """The same sparsity everywhere, as high as the budget needs."""
+def uniform(problem: Problem, *, widths: Sequence[int] | None = None, **_: Any) -> np.ndarray:
+    """The same sparsity everywhere, as high as the budget needs; with ``widths`` (channels per
+    unit), channels that rounding left unused are handed back one at a time, round-robin,
+    while the budget holds — uniform at its best, not handicapped by rounding."""
     s = problem.scale(np.ones(problem.n_units))
+    if widths is not None and problem.excess(s) <= 1.0:
+        step = 1.0 / np.asarray(widths, dtype=float)
+        grown = True
+        while grown:
+            grown = False
+            for u in range(problem.n_units):
+                candidate = s.copy()
+                candidate[u] = max(candidate[u] - step[u], 0.0)
+                if candidate[u] < s[u] and problem.excess(candidate) <= 1.0:
+                    s, grown = candidate, True
     problem.evaluate(s, "uniform")
     return s
 
@@ -155,7 +167,7 @@ def tuner(problem: Problem, *, trials: int = 30, tuner_name: str = "TPE", seed: 
 
     space = {f"u{i}": {"_type": "uniform", "_value": [0.05, 1.0]} for i in range(problem.n_units)}
     engine = create_tuner(tuner_name, space, {"optimize_mode": "maximize", "seed": seed})
-    best, best_score = uniform(problem), None
+    best = uniform(problem)
     best_score = problem.evaluate(best, "uniform")
     for sequence in range(trials):
         proposal = engine.generate(sequence)
