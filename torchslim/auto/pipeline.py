@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from torchslim.auto.report import AutoCompressResult
-from torchslim.auto.search import SEARCHES, Problem, get_search
+from torchslim.auto.search import Problem, get_search
 from torchslim.auto.sensitivity import estimate, sensitivity_analysis, weights_hash
 from torchslim.auto.target import Target
 from torchslim.auto.units import DEFAULT_OP_TYPES, CostModel
@@ -33,7 +33,8 @@ Progress = Callable[[str], None]
 def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Module], float] | None = None,
              target: Mapping[str, Any] | None = None, train_fn: Callable[[nn.Module], Any] | None = None, *,
              algorithm: str = "netadapt", algorithm_options: Mapping[str, Any] | None = None,
-             proxy: str | None = None, pruner: str = "l1", op_types: Sequence[str] = DEFAULT_OP_TYPES,
+             proxy: str | None = None, short_term_fn: Callable[[nn.Module], Any] | None = None,
+             pruner: str = "l1", op_types: Sequence[str] = DEFAULT_OP_TYPES,
              exclude: Iterable[str] = (), max_sparsity: float = 0.9, latency_input: Any = None,
              threads: int = 2, latency_rounds: int = 3, tolerance: float = 0.05, max_rounds: int = 3,
              quantize: bool = False, calibration_data: Iterable[Any] | None = None,
@@ -53,6 +54,9 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         ``algorithm_options={'tuner_name': 'TPE', 'trials': 30}``) or 'uniform'.
     proxy: how candidates are scored: 'evaluate' (``evaluate_fn`` on the masked model; the
         default when it is given), 'sensitivity' (single-layer drops added up) or 'magnitude'.
+    short_term_fn: ``fn(masked_model)``, a short fine-tuning run before each candidate is
+        evaluated (NetAdapt's short-term fine-tune): slower, and far better at telling which
+        layers can shrink, since a masked model's accuracy before any training misleads.
     latency_input: the input latency is about (e.g. a batch of 32); default ``example_input``.
     tolerance: a measured latency may exceed its budget by this share before a re-search.
     quantize: deploy the result as real int8 (needs ``calibration_data``: an iterable of inputs
@@ -100,7 +104,8 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
             out["latency"] = table.predict(s)
         return out
 
-    score_masked = masked_scorer(dense, cost, pruner, evaluate_fn) if evaluate_fn is not None else None
+    score_masked = (masked_scorer(dense, cost, pruner, evaluate_fn, short_term_fn)
+                    if evaluate_fn is not None else None)
     sens = None
     if proxy == "sensitivity":
         say("sensitivity analysis (one unit at a time)")
@@ -116,8 +121,7 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
     problem = Problem(len(cost.units), costs, bounds, score, max_sparsity, key=lambda s: tuple(cost.keep_fractions(s)))
     options = dict(algorithm_options or {})
     options.setdefault("seed", seed)
-    if search is SEARCHES["uniform"]:
-        options.setdefault("widths", [u.channels for u in cost.units])
+    options.setdefault("widths", [u.channels for u in cost.units])
     rounds: list[dict[str, Any]] = []
     built: list[tuple[nn.Module, dict[str, Any] | None, np.ndarray]] = []
     for round_index in range(max_rounds):
@@ -191,11 +195,20 @@ def _prune(model: nn.Module, cost: CostModel, sparsity: np.ndarray, pruner: str)
     return masks
 
 
-def masked_scorer(dense: nn.Module, cost: CostModel, pruner: str,
-                   evaluate_fn: Callable[[nn.Module], float]) -> Callable[[np.ndarray], float]:
+def masked_scorer(dense: nn.Module, cost: CostModel, pruner: str, evaluate_fn: Callable[[nn.Module], float],
+                  short_term_fn: Callable[[nn.Module], Any] | None = None) -> Callable[[np.ndarray], float]:
+    """Score of the masked model at a sparsity; with ``short_term_fn``, after that short
+    fine-tuning (NetAdapt's short-term fine-tune: masks stay on while it trains)."""
     def score(s: np.ndarray) -> float:
         candidate = copy.deepcopy(dense)
-        _prune(candidate, cost, s, pruner)
+        config_list = cost.config_list(s)
+        if config_list:
+            instance = _pruner_class(pruner)(candidate, config_list)
+            instance.compress()
+            if short_term_fn is not None:
+                short_term_fn(candidate)
+        elif short_term_fn is not None:
+            short_term_fn(candidate)
         candidate.eval()
         return float(evaluate_fn(candidate))
     return score

@@ -91,10 +91,11 @@ def uniform(problem: Problem, *, widths: Sequence[int] | None = None, **_: Any) 
     return s
 
 
-def netadapt(problem: Problem, *, iterations: int = 8, **_: Any) -> np.ndarray:
+def netadapt(problem: Problem, *, iterations: int = 8, widths: Sequence[int] | None = None, **_: Any) -> np.ndarray:
     """NetAdapt-style greedy (Yang et al., 2018): in each of ``iterations`` steps the budget
     excess shrinks by an equal share; every unit proposes the least extra sparsity that
-    reaches it alone, and the proposal with the best score is taken."""
+    reaches it alone, and the proposal with the best score is taken. The result is compared
+    with uniform sparsity at the same budget, and the better-scoring one returned."""
     s = np.zeros(problem.n_units)
     start = problem.excess(s)
     if start <= 1.0:
@@ -114,7 +115,10 @@ def netadapt(problem: Problem, *, iterations: int = 8, **_: Any) -> np.ndarray:
         s = max(pool, key=lambda c: problem.evaluate(c, "netadapt"))
         if problem.excess(s) <= 1.0:
             break
-    return s if problem.excess(s) <= 1.0 else problem.scale(np.maximum(s, 1e-3))
+    if problem.excess(s) > 1.0:
+        s = problem.scale(np.maximum(s, 1e-3))
+    baseline = uniform(problem, widths=widths)
+    return s if problem.evaluate(s, "netadapt") >= problem.evaluate(baseline, "uniform") else baseline
 
 
 def _least_on_unit(problem: Problem, s: np.ndarray, u: int, want: float) -> np.ndarray:
@@ -159,7 +163,8 @@ def anneal(problem: Problem, *, start_temperature: float = 1.0, stop_temperature
     return best
 
 
-def tuner(problem: Problem, *, trials: int = 30, tuner_name: str = "TPE", seed: int = 0, **_: Any) -> np.ndarray:
+def tuner(problem: Problem, *, trials: int = 30, tuner_name: str = "TPE", seed: int = 0,
+          widths: Sequence[int] | None = None, **_: Any) -> np.ndarray:
     """AMC-style search (He et al., 2018) with one of the experiment engine's tuners (TPE by
     default): the tuner proposes a per-unit sparsity direction, it is scaled onto the budget,
     and the tuner learns from the score."""
@@ -167,7 +172,7 @@ def tuner(problem: Problem, *, trials: int = 30, tuner_name: str = "TPE", seed: 
 
     space = {f"u{i}": {"_type": "uniform", "_value": [0.05, 1.0]} for i in range(problem.n_units)}
     engine = create_tuner(tuner_name, space, {"optimize_mode": "maximize", "seed": seed})
-    best = uniform(problem)
+    best = uniform(problem, widths=widths)
     best_score = problem.evaluate(best, "uniform")
     for sequence in range(trials):
         proposal = engine.generate(sequence)

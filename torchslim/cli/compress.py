@@ -26,6 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trials", type=int, default=30, help="candidates for --algorithm tuner (default: %(default)s)")
     parser.add_argument("--proxy", choices=["evaluate", "sensitivity", "magnitude"],
                         help="how candidates are scored (default: evaluate with data, magnitude without)")
+    parser.add_argument("--short-term-images", type=int, default=2000,
+                        help="short-term fine-tune of each candidate: one pass over this many images; 0: none "
+                             "(default: %(default)s)")
     parser.add_argument("--pruner", default="l1", choices=["l1", "l2", "fpgm"], help="channel importance (default: %(default)s)")
     parser.add_argument("--max-sparsity", type=float, default=0.9, help="per-layer cap (default: %(default)s)")
     parser.add_argument("--exclude", nargs="*", default=[], help="layer names never pruned")
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     example = torch.randn(1, *shape[1:])
     progress = not args.no_progress
     mnist = args.model in MNIST_MODELS or shape[1:] == (1, 28, 28)
-    evaluate_fn = train_fn = calibration = None
+    evaluate_fn = train_fn = calibration = short_term_fn = None
     teacher = None
     if mnist:
         from torchslim.auto.mnist import accuracy_on, finetune, mnist_splits
@@ -79,13 +82,18 @@ def run(args: argparse.Namespace) -> int:
         def train_fn(slim: torch.nn.Module) -> None:
             finetune(slim, fit, args.finetune_epochs, teacher=teacher, seed=args.seed, progress=progress)
         calibration = torch.utils.data.DataLoader(fit, batch_size=64)
+        if args.short_term_images > 0:
+            short = torch.utils.data.Subset(fit, range(min(args.short_term_images, len(fit))))
+
+            def short_term_fn(masked: torch.nn.Module) -> None:
+                finetune(masked, short, 1, seed=args.seed)
     elif args.int8:
         calibration = [torch.randn(8, *shape[1:]) for _ in range(4)]
     try:
         result = compress(
             model, example, evaluate_fn, target, train_fn, algorithm=args.algorithm,
             algorithm_options={"tuner_name": args.tuner, "trials": args.trials} if args.algorithm == "tuner" else None,
-            proxy=args.proxy, pruner=args.pruner, exclude=args.exclude, max_sparsity=args.max_sparsity,
+            proxy=args.proxy, short_term_fn=short_term_fn, pruner=args.pruner, exclude=args.exclude, max_sparsity=args.max_sparsity,
             latency_input=torch.randn(args.batch, *shape[1:]), threads=args.threads, quantize=args.int8,
             calibration_data=calibration, cache_dir=args.cache_dir, progress=progress, seed=args.seed)
     except ConfigError as exc:
