@@ -32,6 +32,7 @@ SCRIPTS: dict[str, tuple[str, list[str], list[str]]] = {
     "int8": ("int8_latency.py", [], ["--quick"]),
     "overhead": ("experiment_overhead.py", [], ["--quick"]),
     "tuners": ("tuner_quality.py", [], ["--trials", "20", "--seeds", "2"]),
+    "auto": ("auto_compress.py", [], ["--quick"]),
 }
 QUICK_DEFAULT = ["demo", "pruning", "lenet5", "zoo", "int8", "overhead"]
 

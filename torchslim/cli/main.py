@@ -14,6 +14,7 @@ import sys
 # sub-command modules, in the order shown by --help
 COMMAND_MODULES = (
     "torchslim.cli.demo",
+    "torchslim.cli.compress",
     "torchslim.cli.experiment",
     "torchslim.cli.migrate",
 )
