@@ -200,6 +200,7 @@ def test_bad_id_and_busy_port_are_clear_errors(viewer):
         make_server("127.0.0.1", server.server_address[1], experiments_dir=server.root)
 
 
+@pytest.mark.timeout(90)  # a subprocess start: slow on a loaded machine
 def test_view_command_serves_until_interrupted(viewer):
     exp, server = viewer
     env = {**os.environ, "PYTHONPATH": ROOT}
