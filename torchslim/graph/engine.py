@@ -72,6 +72,8 @@ class Context:
         self.env: dict[fx.Node, Any] = {}
         self.gm: fx.GraphModule | None = None
         self.node: fx.Node | None = None
+        self.literals: list[Literal] = []  # sizes written as numbers that speedup rewrites
+        self.rewritable = False  # the current graph may replace its module's forward
         self._module_ids: dict[tuple[str, str], torch.Tensor] = {}
         self._start = time.perf_counter()
 
@@ -144,6 +146,19 @@ class Context:
             self.space.keep(chan.ids)
         return self.pinned_like(node)
 
+    def literal(self, node: fx.Node, dim: int, ids: torch.Tensor) -> bool:
+        """Record that output ``dim`` of this view/reshape is written as a number that
+        speedup rewrites to the kept count; False where the graph cannot be rewritten."""
+        if not self.rewritable or self.gm is None:
+            return False
+        self.literals.append(Literal(self.gm, node, dim, ids))
+        return True
+
+    def fixed_size(self, node: fx.Node, reason: str) -> None:
+        """Report a node whose channels are kept because the code fixes their count."""
+        line = source_line(node)
+        self.barriers.append(Barrier(node.name, _target_name(node), reason + (f" ({line})" if line else "")))
+
     def ids_along(self, chan: Chan, dim: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """1-D ids and dead flags of a Chan that varies at most along ``dim``."""
         chan = self.space.rect(chan, (dim,))
@@ -161,6 +176,35 @@ class Context:
                 f"speedup analysis exceeded its time limit of {self.time_limit:.0f} s at node "
                 f"'{node.name}' ({node.op} {_target_name(node)})"
             )
+
+
+@dataclass
+class Literal:
+    """A view/reshape size written as a number in ``gm`` that carries channels ``ids``."""
+
+    gm: fx.GraphModule
+    node: fx.Node
+    dim: int
+    ids: torch.Tensor
+
+
+def source_line(node: fx.Node) -> str:
+    """``file:line: code`` of the user's source that produced ``node`` (if recorded)."""
+    trace = node.meta.get("stack_trace") or getattr(node, "stack_trace", None)
+    if not trace:
+        return ""
+    lines = [ln.strip() for ln in trace.strip().splitlines()]
+    found = ""
+    for i, line in enumerate(lines):
+        if not line.startswith("File "):
+            continue
+        path = line.split('"')[1] if line.count('"') >= 2 else ""
+        if "/torch/" in path or "/torchslim/" in path or path.startswith("<"):
+            continue  # the tracer's own frames
+        where = line.removeprefix("File ").replace('"', "").replace(", line ", ":").split(", in ")[0]
+        code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
+        found = f"{where}: {code}".strip()
+    return found
 
 
 def _pinned_for_meta(meta: Any) -> Any:
@@ -206,6 +250,8 @@ def analyze_part(ctx: Context, part: TracedPart) -> None:
 
     gm = part.graph_module
     ctx.gm = gm
+    # only a graph of the whole model, called as the model is, can replace its forward
+    ctx.rewritable = part.prefix == "" and getattr(gm, "_torchslim_path_prefix", None) is None
     ctx.env = {}
     nodes = list(gm.graph.nodes)
     for index, node in enumerate(nodes):
@@ -248,4 +294,4 @@ def _get_attr(gm: fx.GraphModule, target: str) -> Any:
     return obj
 
 
-__all__ = ["Barrier", "Context", "ModuleUse", "analyze_part", "along"]
+__all__ = ["Barrier", "Context", "Literal", "ModuleUse", "analyze_part", "along", "source_line"]

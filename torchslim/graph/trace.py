@@ -48,6 +48,7 @@ class SlimTracer(fx.Tracer):
                  path_prefix: str | None = None) -> None:
         super().__init__(autowrap_functions=tuple(autowrap_functions))
         self.path_prefix = path_prefix  # set when tracing a submodule through its call wrapper
+        self.record_stack_traces = True  # barriers name the user's source line
         self.leaf_types = tuple(t for t in leaf_modules if isinstance(t, type))
         self.leaf_names = {t for t in leaf_modules if isinstance(t, str)}
 

@@ -22,6 +22,7 @@ from torchslim.errors import SpeedupError
 from torchslim.graph.engine import Context, analyze_part, no_gc
 from torchslim.graph.trace import _call, trace_model
 from torchslim.speedup.report import LayerRow, SpeedupReport
+from torchslim.speedup.literals import literal_spec, rewrite_literals, undo_literals
 from torchslim.speedup.serialize import record_spec
 from torchslim.speedup.shrink import SHRINKERS
 from torchslim.speedup.verify import OutputRecorder, chan_kept, close, first_divergence, flat_tensors, max_error
@@ -75,6 +76,7 @@ class ModelSpeedup:
         self.check = check
         self.rtol, self.atol = rtol, atol
         self.report: SpeedupReport | None = None
+        self._literal_undo: list = []
 
     def speedup_model(self) -> nn.Module:
         """Shrink the model in place and return it (raises SpeedupError if it would be wrong)."""
@@ -116,8 +118,10 @@ class ModelSpeedup:
             if isinstance(new, nn.Module) and new is not use.module:
                 replaced += _replace(model, use.module, new)
             report.layers.append(_row(name, use, keep[name], self.masks.get(name, {})))
+        report.layers += _unchanged_rows(model, ctx, keep, self.masks)
+        self._literal_undo = rewrite_literals(model, ctx.literals, ctx.space)
         record_spec(model, {n: (u.kind, {s: int(i.numel()) for s, i in keep[n].items()}, u.groups)
-                            for n, u in shrinkable.items()})
+                            for n, u in shrinkable.items()}, literal_spec(ctx.literals, ctx.space))
         report.shrink_s = time.perf_counter() - t0 - report.trace_s - report.analysis_s
         if self.check:
             self._verify(model, ctx, shrinkable, backup, ref_out, report, replaced)
@@ -151,6 +155,7 @@ class ModelSpeedup:
         modules = {n: u.module for n, u in uses.items()}
         shrunk = _record(model, self.dummy_input, modules)
         _restore(backup)
+        undo_literals(model, self._literal_undo)
         for parent, attr, old in replaced:
             setattr(parent, attr, old)
         ref = _record(model, self.dummy_input, modules)
@@ -287,6 +292,23 @@ def _restore(snapshot: list[tuple[nn.Module, dict, dict, dict]]) -> None:
 def _row(name: str, use: Any, keep: dict[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> LayerRow:
     sizes = {slot: (ids.numel(), int(keep[slot].numel())) for slot, ids in use.slots.items()}
     return LayerRow(name, type(use.module).__name__, sizes, use.requested)
+
+
+def _unchanged_rows(model: nn.Module, ctx: Context, keep: Mapping[str, Any], masks: Masks) -> list[LayerRow]:
+    """Rows of layers whose masks asked for channels to go but that stayed whole."""
+    rows = []
+    for name, use in ctx.uses.items():
+        if name not in keep and use.requested:
+            rows.append(_row(name, use, {s: torch.arange(ids.numel()) for s, ids in use.slots.items()}, {}))
+    modules = dict(model.named_modules())
+    for name, targets in masks.items():
+        weight = targets.get("weight")
+        if name in ctx.uses or weight is None or weight.dim() == 0:
+            continue
+        dead = weight.reshape(weight.shape[0], -1).abs().amax(1) == 0
+        if bool(dead.any()):  # masked, but the analysis never saw it as a shrinkable layer
+            rows.append(LayerRow(name, type(modules[name]).__name__, {}, float(dead.float().mean())))
+    return rows
 
 
 def _progress(progress: bool | Callable[[int, int, str], None]) -> Callable[[int, int, str], None] | None:

@@ -18,12 +18,17 @@ from torchslim.speedup.shrink import SHRINKERS
 
 SPEC_ATTR = "_torchslim_speedup_spec"
 FORMAT = "torchslim.speedup/1"
+LITERALS_KEY = "<literals>"  # not a module path
 
 
-def record_spec(model: nn.Module, layers: dict[str, tuple[str, dict[str, int], int]]) -> None:
-    """Remember ``{layer: (kind, {slot: kept count}, groups)}`` on the model (merged with earlier runs)."""
+def record_spec(model: nn.Module, layers: dict[str, tuple[str, dict[str, int], int]],
+                literals: list[tuple[str, int, int]] = ()) -> None:
+    """Remember ``{layer: (kind, {slot: kept count}, groups)}`` on the model (merged with earlier
+    runs) and the sizes written as numbers that were rewritten (``(node, dim, count)``)."""
     spec = dict(getattr(model, SPEC_ATTR, {}))
     spec.update(layers)
+    if literals:
+        spec[LITERALS_KEY] = [tuple(x) for x in literals]
     setattr(model, SPEC_ATTR, spec)
 
 
@@ -53,7 +58,12 @@ def apply_spec(model: nn.Module, spec: dict[str, tuple[str, dict[str, int], int]
     """Resize ``model``'s layers to the recorded channel counts (weights are then loaded)."""
     from torchslim.speedup.core import _replace
 
-    for name, (kind, sizes, groups) in spec.items():
+    from torchslim.speedup.literals import apply_literal_spec
+
+    for name, entry in spec.items():
+        if name == LITERALS_KEY:
+            continue
+        kind, sizes, groups = entry
         module = model.get_submodule(name)
         keep = {}
         for slot, n in sizes.items():
@@ -63,6 +73,7 @@ def apply_spec(model: nn.Module, spec: dict[str, tuple[str, dict[str, int], int]
         new = SHRINKERS[kind](module, keep)
         if isinstance(new, nn.Module) and new is not module:
             _replace(model, module, new)
+    apply_literal_spec(model, spec.get(LITERALS_KEY, []))
     setattr(model, SPEC_ATTR, dict(spec))
 
 
