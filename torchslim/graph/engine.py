@@ -9,6 +9,7 @@ or raise in ``strict`` mode.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import time
 from dataclasses import dataclass, field
@@ -88,7 +89,11 @@ class Context:
         if isinstance(arg, fx.Node):
             return self.env.get(arg)
         if isinstance(arg, (list, tuple)):
-            return type(arg)(self.value(a) for a in arg)
+            return [self.value(a) for a in arg] if _is_namedtuple(arg) else type(arg)(self.value(a) for a in arg)
+        if isinstance(arg, dict):  # dict outputs (torchvision segmentation, ModelOutput)
+            return {k: self.value(v) for k, v in arg.items()}
+        if dataclasses.is_dataclass(arg) and not isinstance(arg, type):
+            return {f.name: self.value(getattr(arg, f.name)) for f in dataclasses.fields(arg)}
         return None
 
     @staticmethod
@@ -219,6 +224,14 @@ def _pinned_for_meta(meta: Any) -> Any:
     return None
 
 
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _is_namedtuple(obj: Any) -> bool:
+    return isinstance(obj, tuple) and hasattr(obj, "_fields")
+
+
 def _flat_nodes(obj: Any) -> list[fx.Node]:
     out: list[fx.Node] = []
     fx.node.map_arg(obj, lambda n: out.append(n) or n)
@@ -278,10 +291,17 @@ def analyze_part(ctx: Context, part: TracedPart) -> None:
                     ctx.uses[name].outputs.append(value)
         else:
             rule = function_rule(node.target) if node.op == "call_function" else method_rule(node.target)
-            if rule is None:
-                # an unknown op producing no tensor (a size, a flag) constrains no channel
+            if rule is None and node.op == "call_function" and isinstance(node.target, type) \
+                    and dataclasses.is_dataclass(node.target):
+                value = ctx.value(dict(zip(_field_names(node.target), node.args), **node.kwargs))  # an output
+            elif rule is None:
                 tensor_out = "tensor_meta" in node.meta
-                value = ctx.barrier(node, "no channel rule for this operation") if tensor_out else None
+                if tensor_out:
+                    value = ctx.barrier(node, "no channel rule for this operation")
+                else:  # a size, a flag, a container: what it reads may still be used, so it stays
+                    for chan in _flat_chans(ctx.value(list(node.args) + list(node.kwargs.values()))):
+                        ctx.space.keep(chan.ids)
+                    value = None
             else:
                 value = rule(ctx, node)
         ctx.env[node] = value
