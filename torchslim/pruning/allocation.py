@@ -62,8 +62,9 @@ class _Item:
         # a structured layer with no channel left would break the network
         return 1 if self.structured else 0
 
-    def max_prune(self) -> int:
-        n = self.scores.numel()
+    def max_prune(self, n: int | None = None) -> int:
+        """Most blocks that may go out of ``n`` (default: all of this item's)."""
+        n = self.scores.numel() if n is None else n
         cap = self.settings.get("max_sparse_ratio")
         limit = n - self.min_keep()
         if cap is not None:
@@ -81,14 +82,26 @@ def _keep_mask(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
 
 
 def _allocate_item(item: _Item) -> torch.Tensor:
+    groups = item.settings.get("channel_groups", 1)
     n = item.scores.numel()
+    if groups > 1 and item.structured and n % groups == 0 and n > groups:
+        # equal counts per contiguous group (a grouped conv reads these channels): the total
+        # asked for, spread evenly, rounded up so that at least the requested share goes
+        per_group = -(-_n_prune(item, item.scores) // groups)
+        per = n // groups
+        cap = min(per - 1, item.max_prune(per) if "max_sparse_ratio" in item.settings else per - 1)
+        return torch.cat([_keep_mask(s, min(per_group, cap)) for s in item.scores.reshape(groups, -1)])
+    return _keep_mask(item.scores, min(_n_prune(item, item.scores), item.max_prune()))
+
+
+def _n_prune(item: _Item, scores: torch.Tensor) -> int:
+    n = scores.numel()
     settings = item.settings
     if "sparse_threshold" in settings:
-        n_prune = int((item.scores < settings["sparse_threshold"]).sum())
+        n_prune = int((scores < settings["sparse_threshold"]).sum())
     else:
         n_prune = math.floor(settings.get("sparse_ratio", 0.0) * n + 1e-9)
-    n_prune = max(n_prune, math.ceil(settings.get("min_sparse_ratio", 0.0) * n - 1e-9))
-    return _keep_mask(item.scores, min(n_prune, item.max_prune()))
+    return max(n_prune, math.ceil(settings.get("min_sparse_ratio", 0.0) * n - 1e-9))
 
 
 def _allocate_global(items: list[_Item]) -> list[torch.Tensor]:
