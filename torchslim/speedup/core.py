@@ -76,6 +76,9 @@ class ModelSpeedup:
         self.check = check
         self.rtol, self.atol = rtol, atol
         self.report: SpeedupReport | None = None
+        # after speedup_model: {layer: {slot: kept original indices}} and {layer: module kind}
+        self.kept: dict[str, dict[str, torch.Tensor]] = {}
+        self.kinds: dict[str, str] = {}
         self._literal_undo: list = []
 
     def speedup_model(self) -> nn.Module:
@@ -125,6 +128,8 @@ class ModelSpeedup:
         report.shrink_s = time.perf_counter() - t0 - report.trace_s - report.analysis_s
         if self.check:
             self._verify(model, ctx, shrinkable, backup, ref_out, report, replaced)
+        self.kept = {n: keep[n] for n in shrinkable}
+        self.kinds = {n: u.kind for n, u in shrinkable.items()}
         report.total_s = time.perf_counter() - t0
 
     @torch.inference_mode()
