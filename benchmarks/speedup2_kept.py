@@ -12,7 +12,7 @@ Each model runs in its own subprocess (1 thread, ``nice``, a time limit), both t
 process on the same random weights. Raw rows go to ``results/speedup2_kept.json``, the table to
 ``results/speedup2_kept.md``.
 
-    python benchmarks/speedup2_kept.py                 # everything (long on a shared machine)
+    python benchmarks/speedup2_kept.py                 # a family sample + timm (--all: whole zoo)
     python benchmarks/speedup2_kept.py --only resnet18,timm:resnet50 --size 64
 """
 from __future__ import annotations
@@ -29,6 +29,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+# one or two of every torchvision family, smallest first (the whole zoo takes hours on a shared
+# 2-core machine: --all runs it)
+ZOO = ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "mobilenet_v3_small", "squeezenet1_1", "mnasnet0_5",
+       "regnet_x_400mf", "regnet_y_400mf", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "googlenet",
+       "resnet18", "densenet121", "regnet_y_800mf", "resnet50", "resnext50_32x4d", "inception_v3",
+       "efficientnet_v2_s", "convnext_tiny", "swin_t", "vit_b_16", "alexnet", "vgg11_bn", "wide_resnet50_2"]
 TIMM = ["resnet50", "efficientnet_b0", "convnext_tiny", "regnety_008", "mobilevitv2_050", "vit_small_patch16_224"]
 SKIP = {"vit_h_14": "632M params", "regnet_y_128gf": "645M params", "regnet_y_32gf": "145M params",
         "vit_l_16": "304M params", "vit_l_32": "306M params", "regnet_y_16gf": "84M params"}
@@ -50,6 +56,8 @@ def build(name: str, size: int):
         kwargs["image_size"] = size
     if name.startswith("maxvit"):
         size = 224  # its window partition needs 224
+    if name.startswith("inception"):
+        size = max(size, 96)  # its stem needs at least 75 pixels
     return torchvision.models.get_model(name, weights=None, **kwargs).eval(), size
 
 
@@ -156,6 +164,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--timeout", type=int, default=300, help="seconds per model (both tools)")
     parser.add_argument("--render", action="store_true", help="only re-render the markdown from the JSON")
+    parser.add_argument("--all", action="store_true", help="the whole torchvision classification zoo")
     args = parser.parse_args()
     if args.one:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -169,8 +178,8 @@ def main() -> None:
     import torch
     import torchvision
 
-    names = args.only.split(",") if args.only else (
-        torchvision.models.list_models(module=torchvision.models) + [f"timm:{n}" for n in TIMM])
+    zoo = torchvision.models.list_models(module=torchvision.models) if args.all else ZOO
+    names = args.only.split(",") if args.only else zoo + [f"timm:{n}" for n in TIMM]
     try:
         import torch_pruning
 
