@@ -9,7 +9,9 @@ from torch import nn
 from torchslim.graph.engine import Context, analyze_part, no_gc
 from torchslim.graph.trace import trace_model
 
-PRODUCERS = ("conv", "grouped_conv", "depthwise", "linear", "conv1d_hf", "embedding")
+from torchslim.graph.kinds import producer_kinds
+
+PRODUCERS = ("conv", "grouped_conv", "depthwise", "linear", "conv1d_hf", "embedding")  # built-in ones
 
 
 def analyze(model: nn.Module, dummy_input: Any, masks: Any = None, *, leaf_modules: Iterable[type | str] = (),
@@ -40,10 +42,11 @@ def channel_groups(model: nn.Module, dummy_input: Any, **options: Any) -> list[l
 
 def coupled_layers(ctx: Context) -> list[list[str]]:
     """:func:`channel_groups` of an analysed (resolved) context."""
+    producers = producer_kinds()
     by_labels: dict[tuple[int, ...], list[str]] = {}
     for name, use in ctx.uses.items():
         ids = use.slots.get("out")
-        if use.kind not in PRODUCERS or ids is None:
+        if use.kind not in producers or ids is None:
             continue
         labels = ctx.space.label(ids)
         if bool((labels == 0).all()):
@@ -75,9 +78,10 @@ def group_counts(ctx: Context) -> dict[str, int]:
                     if seen[0] != use.groups:
                         clash.add(label)
     out: dict[str, int] = {}
+    producers = producer_kinds()
     for name, use in ctx.uses.items():
         ids = use.slots.get("out")
-        if use.kind not in PRODUCERS or ids is None:
+        if use.kind not in producers or ids is None:
             continue
         labels = space.label(ids).tolist()
         parts = [part_of.get(label) for label in labels]

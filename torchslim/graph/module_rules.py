@@ -254,6 +254,15 @@ def register_module_rule(key: type | str, rule: ModuleRule) -> None:
         _BY_TYPE.insert(0, (key, rule))
 
 
+def unregister_module_rule(key: type | str, rule: ModuleRule) -> None:
+    """Remove a registration made with :func:`register_module_rule`."""
+    if isinstance(key, str):
+        if _BY_NAME.get(key) is rule:
+            del _BY_NAME[key]
+    else:
+        _BY_TYPE[:] = [(k, r) for k, r in _BY_TYPE if not (k is key and r is rule)]
+
+
 def has_named_rule(module: nn.Module) -> bool:
     """Modules of libraries outside torch.nn with a rule by class name: traced as leaves."""
     from torchslim.graph import attention  # noqa: F401  (registers attention rules)
@@ -273,4 +282,4 @@ def module_rule(module: nn.Module) -> ModuleRule | None:
     return None
 
 
-__all__ = ["module_rule", "register_module_rule", "rows_dead", "compress"]
+__all__ = ["module_rule", "register_module_rule", "rows_dead", "compress", "unregister_module_rule"]

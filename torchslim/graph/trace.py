@@ -53,9 +53,11 @@ class SlimTracer(fx.Tracer):
         self.leaf_names = {t for t in leaf_modules if isinstance(t, str)}
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        from torchslim.graph.kinds import is_kind_module
         from torchslim.graph.module_rules import has_named_rule
 
-        if isinstance(m, self.leaf_types) or type(m).__name__ in self.leaf_names or has_named_rule(m):
+        if isinstance(m, self.leaf_types) or type(m).__name__ in self.leaf_names or has_named_rule(m) \
+                or is_kind_module(m):
             return True
         path = module_qualified_name
         if self.path_prefix is not None:

@@ -1,10 +1,11 @@
 """Speedup: turn masks into a physically smaller, faster model (checked against the masked one)."""
 from torchslim.speedup import attention as _attention  # noqa: F401  (registers head shrinkers)
 from torchslim.speedup.attention import SlimMultiheadAttention
+from torchslim.graph.kinds import ModuleKind, register_module_kind
 from torchslim.speedup.core import ModelSpeedup
 from torchslim.speedup.report import LayerRow, SpeedupReport
 from torchslim.speedup.serialize import apply_spec, load, save
 from torchslim.speedup.shrink import register_shrinker
 
-__all__ = ["LayerRow", "ModelSpeedup", "SlimMultiheadAttention", "SpeedupReport", "apply_spec", "load",
+__all__ = ["LayerRow", "ModelSpeedup", "ModuleKind", "register_module_kind", "SlimMultiheadAttention", "SpeedupReport", "apply_spec", "load",
            "register_shrinker", "save"]

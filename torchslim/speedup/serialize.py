@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchslim.speedup.shrink import SHRINKERS
+from torchslim.graph.kinds import get_kind
 
 SPEC_ATTR = "_torchslim_speedup_spec"
 FORMAT = "torchslim.speedup/1"
@@ -68,28 +68,10 @@ def apply_spec(model: nn.Module, spec: dict[str, tuple[str, dict[str, int], int]
         keep = {}
         for slot, n in sizes.items():
             # the first n // groups channels of every group (the values come from the state_dict)
-            full = _slot_size(module, kind, slot)
+            full = get_kind(kind).size_of(module, slot)
             keep[slot] = (torch.arange(groups).unsqueeze(1) * (full // groups) + torch.arange(n // groups)).reshape(-1)
-        new = SHRINKERS[kind](module, keep)
+        new = get_kind(kind).shrink(module, keep)
         if isinstance(new, nn.Module) and new is not module:
             _replace(model, module, new)
     apply_literal_spec(model, spec.get(LITERALS_KEY, []))
     setattr(model, SPEC_ATTR, dict(spec))
-
-
-def _slot_size(module: nn.Module, kind: str, slot: str) -> int:
-    if slot == "heads":
-        return int(getattr(module, "num_heads", None) or getattr(module, "num_attention_heads"))
-    if kind in ("conv", "grouped_conv", "depthwise"):
-        return module.in_channels if slot == "in" else module.out_channels
-    if kind == "linear":
-        return module.in_features if slot == "in" else module.out_features
-    if kind == "conv1d_hf":
-        return module.weight.shape[0 if slot == "in" else 1]
-    if kind == "embedding":
-        return module.embedding_dim
-    if kind in ("mha", "gpt2_attention", "qkvo_attention"):
-        proj = getattr(module, "out_proj", None) or getattr(module, "c_proj", None) or module.o_proj
-        return proj.weight.shape[1] if kind == "gpt2_attention" else proj.weight.shape[0]
-    return int(getattr(module, "num_features", None) or getattr(module, "num_channels", None)
-               or getattr(module, "num_parameters"))
