@@ -199,6 +199,7 @@ _PRUNING_TARGET_KEYS: dict[str, Validator] = {
     "global_group_id": group_id("global_group_id"),
     "dependency_group_id": group_id("dependency_group_id"),
     "channel_groups": positive_int("channel_groups"),
+    "channel_order": anything("channel_order"),  # set by auto_set_dependency_group_ids
     "internal_metric_block": anything("internal_metric_block"),
     "align": anything("align"),
     "apply_method": anything("apply_method"),

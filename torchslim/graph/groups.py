@@ -42,8 +42,15 @@ def channel_groups(model: nn.Module, dummy_input: Any, **options: Any) -> list[l
 
 def coupled_layers(ctx: Context) -> list[list[str]]:
     """:func:`channel_groups` of an analysed (resolved) context."""
+    return [[name for name, _ in members] for members in coupled_orders(ctx)]
+
+
+def coupled_orders(ctx: Context) -> list[list[tuple[str, list[int]]]]:
+    """Like :func:`coupled_layers`, with each layer's channel order: channel ``order[k]`` of
+    every member is coupled to position ``k`` of the others. Orders differ where channels are
+    permuted between the layers (channel shuffle, split + concat)."""
     producers = producer_kinds()
-    by_labels: dict[tuple[int, ...], list[str]] = {}
+    by_labels: dict[tuple[int, ...], list[tuple[str, list[int]]]] = {}
     for name, use in ctx.uses.items():
         ids = use.slots.get("out")
         if use.kind not in producers or ids is None:
@@ -51,8 +58,9 @@ def coupled_layers(ctx: Context) -> list[list[str]]:
         labels = ctx.space.label(ids)
         if bool((labels == 0).all()):
             continue
-        by_labels.setdefault(tuple(labels.tolist()), []).append(name)
-    return [names for names in by_labels.values() if len(names) > 1]
+        order = torch.argsort(labels, stable=True)
+        by_labels.setdefault(tuple(labels[order].tolist()), []).append((name, order.tolist()))
+    return [members for members in by_labels.values() if len(members) > 1]
 
 
 def group_counts(ctx: Context) -> dict[str, int]:
@@ -100,4 +108,4 @@ def group_counts(ctx: Context) -> dict[str, int]:
     return out
 
 
-__all__ = ["analyze", "channel_groups", "coupled_layers", "group_counts", "PRODUCERS"]
+__all__ = ["analyze", "channel_groups", "coupled_layers", "coupled_orders", "group_counts", "PRODUCERS"]

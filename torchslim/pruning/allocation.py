@@ -42,7 +42,7 @@ class _Item:
     unit_numel: int = field(init=False)
 
     def __post_init__(self) -> None:
-        flat = [m.scores.reshape(-1).float() for m in self.members]
+        flat = [_order(m, m.scores.reshape(-1).float()) for m in self.members]
         if len(flat) == 1:
             self.scores = flat[0]
         else:
@@ -160,6 +160,19 @@ def allocate(candidates: list[Candidate]) -> dict[Key, torch.Tensor]:
     return results
 
 
+def _order(member: Candidate, flat: torch.Tensor) -> torch.Tensor:
+    """A dependency-group member's scores in the group's common channel order."""
+    order = member.settings.get("channel_order")
+    if order is None or len(order) != flat.numel():
+        return flat
+    return flat[torch.as_tensor(order)]
+
+
 def _store(results: dict[Key, torch.Tensor], item: _Item, flat_mask: torch.Tensor) -> None:
     for member in item.members:
-        results[member.key] = flat_mask.reshape(member.scores.shape).to(member.scores.dtype)
+        mask = flat_mask
+        order = member.settings.get("channel_order")
+        if len(item.members) > 1 and order is not None and len(order) == flat_mask.numel():
+            mask = torch.empty_like(flat_mask)
+            mask[torch.as_tensor(order)] = flat_mask  # back to the member's own channel order
+        results[member.key] = mask.reshape(member.scores.shape).to(member.scores.dtype)
