@@ -151,12 +151,13 @@ class Context:
             self.space.keep(chan.ids)
         return self.pinned_like(node)
 
-    def literal(self, node: fx.Node, dim: int, ids: torch.Tensor) -> bool:
-        """Record that output ``dim`` of this view/reshape is written as a number that
-        speedup rewrites to the kept count; False where the graph cannot be rewritten."""
+    def literal(self, node: fx.Node, dim: int, ids: torch.Tensor, piece: bool = False) -> bool:
+        """Record that output ``dim`` of this view/reshape (or piece ``dim`` of a split) is
+        written as a number that speedup rewrites to the kept count; False where the graph
+        cannot be rewritten."""
         if not self.rewritable or self.gm is None:
             return False
-        self.literals.append(Literal(self.gm, node, dim, ids))
+        self.literals.append(Literal(self.gm, node, dim, ids, piece))
         return True
 
     def fixed_size(self, node: fx.Node, reason: str) -> None:
@@ -191,6 +192,7 @@ class Literal:
     node: fx.Node
     dim: int
     ids: torch.Tensor
+    piece: bool = False  # a split size (piece ``dim``) rather than a view/reshape dim
 
 
 def source_line(node: fx.Node) -> str:

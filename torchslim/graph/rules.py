@@ -243,6 +243,19 @@ def set_size_arg(node: fx.Node, dim: int, value: int) -> None:
         node.kwargs = {**node.kwargs, "shape": type(node.kwargs["shape"])(sizes)}
 
 
+def set_piece_size(node: fx.Node, piece: int, value: int) -> None:
+    """Write ``value`` as the size of piece ``piece`` in a split node's sizes."""
+    if len(node.args) > 1:
+        sizes = list(node.args[1])
+        sizes[piece] = value
+        node.args = (node.args[0], type(node.args[1])(sizes), *node.args[2:])
+    else:
+        key = "split_size_or_sections" if "split_size_or_sections" in node.kwargs else "split_size"
+        sizes = list(node.kwargs[key])
+        sizes[piece] = value
+        node.kwargs = {**node.kwargs, key: type(node.kwargs[key])(sizes)}
+
+
 def _expand(ctx, node: fx.Node) -> Any:
     chan = ctx.chan(node.args[0])
     out_shape = ctx.shape(node)
@@ -295,7 +308,14 @@ def _split_like(ctx, node: fx.Node, pieces: list[int], dim: int, equal: bool) ->
     dim = _dim(dim, len(in_shape))
     if dim in chan.varying():
         if not equal or len(set(pieces)) != 1:
-            ctx.space.keep(chan.ids)  # fixed split sizes: channels cannot move between pieces
+            # split sizes written as numbers: each piece's size is rewritten to its kept count
+            starts = [sum(pieces[:i]) for i in range(len(pieces))]
+            rewritable = len(chan.varying()) == 1 and isinstance(_arg(node, 1, "split_size_or_sections"), (list, tuple))
+            # ctx.literal is all-or-nothing per graph: the first refusal records none
+            if not (rewritable and all(ctx.literal(node, i, chan.ids.narrow(dim, st, size).reshape(-1), piece=True)
+                                       for i, (st, size) in enumerate(zip(starts, pieces)))):
+                ctx.fixed_size(node, "split sizes written as numbers fix the channel count here")
+                ctx.space.keep(chan.ids)  # fixed split sizes: channels cannot move between pieces
         else:
             # equal chunks stay equal: couple position j of every chunk
             full = chan.full(in_shape)
@@ -586,4 +606,4 @@ def method_rule(name: str) -> Rule | None:
     return _BY_NAME.get(name)
 
 
-__all__ = ["function_rule", "method_rule", "register_function_rule", "pinned", "set_size_arg"]
+__all__ = ["function_rule", "method_rule", "register_function_rule", "pinned", "set_piece_size", "set_size_arg"]

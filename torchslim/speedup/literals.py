@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from torchslim.graph.engine import Literal
-from torchslim.graph.rules import set_size_arg
+from torchslim.graph.rules import set_piece_size, set_size_arg
 
 _MISSING = object()
 
@@ -26,7 +26,7 @@ def rewrite_literals(model: nn.Module, literals: list[Literal], space: Any) -> l
         if kept == lit.ids.numel():
             continue
         undo.append(("args", lit.node, lit.node.args, lit.node.kwargs))
-        set_size_arg(lit.node, lit.dim, kept)
+        (set_piece_size if lit.piece else set_size_arg)(lit.node, lit.dim, kept)
         graphs[id(lit.gm)] = lit.gm
     if graphs:
         undo.append(("forward", model.__dict__.get("forward", _MISSING)))
@@ -46,17 +46,18 @@ def undo_literals(model: nn.Module, undo: list[tuple[Any, ...]]) -> None:
             model.forward = step[1]
 
 
-def literal_spec(literals: list[Literal], space: Any) -> list[tuple[str, int, int]]:
-    """``(node name, dim, kept count)`` of rewritten literals, saved with the shape spec."""
+def literal_spec(literals: list[Literal], space: Any) -> list[tuple[str, int, int, bool]]:
+    """``(node name, dim or piece, kept count, is a split)`` of rewritten literals, saved with
+    the shape spec."""
     out = []
     for lit in literals:
         kept = int(space.kept(lit.ids).sum())
         if kept != lit.ids.numel():
-            out.append((lit.node.name, lit.dim, kept))
+            out.append((lit.node.name, lit.dim, kept, lit.piece))
     return out
 
 
-def apply_literal_spec(model: nn.Module, rewrites: list[tuple[str, int, int]]) -> None:
+def apply_literal_spec(model: nn.Module, rewrites: list[tuple[str, int, int, bool]]) -> None:
     """Rewrite the same literals in a fresh model (traced again: node names are deterministic)."""
     if not rewrites:
         return
@@ -67,8 +68,8 @@ def apply_literal_spec(model: nn.Module, rewrites: list[tuple[str, int, int]]) -
     graph = SlimTracer().trace(model)
     gm = fx.GraphModule(model, graph)
     nodes = {n.name: n for n in gm.graph.nodes}
-    for name, dim, kept in rewrites:
-        set_size_arg(nodes[name], dim, kept)
+    for name, dim, kept, piece in rewrites:
+        (set_piece_size if piece else set_size_arg)(nodes[name], dim, kept)
     gm.recompile()
     model.forward = gm.forward
 
