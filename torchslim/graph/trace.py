@@ -54,10 +54,10 @@ class SlimTracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         from torchslim.graph.kinds import is_kind_module
-        from torchslim.graph.module_rules import has_named_rule
+        from torchslim.graph.module_rules import has_named_rule, is_norm_subclass
 
         if isinstance(m, self.leaf_types) or type(m).__name__ in self.leaf_names or has_named_rule(m) \
-                or is_kind_module(m):
+                or is_kind_module(m) or is_norm_subclass(m):
             return True
         path = module_qualified_name
         if self.path_prefix is not None:
