@@ -143,6 +143,10 @@ def _conv_size(m: nn.Module, slot: str) -> int:
 
 
 def _heads_size(m: nn.Module, slot: str) -> int:
+    if slot == "heads" and hasattr(m, "k_proj"):  # q/k/v/o: the unit is a key/value head
+        from torchslim.graph.attention import qkvo_head_counts
+
+        return int(qkvo_head_counts(m)[1])
     if slot == "heads":
         return int(getattr(m, "num_heads", None) or getattr(m, "num_attention_heads"))
     proj = getattr(m, "out_proj", None) or getattr(m, "c_proj", None) or m.o_proj
