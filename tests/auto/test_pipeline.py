@@ -7,6 +7,7 @@ import torch
 from torchslim.auto import compress
 from torchslim.auto.mnist import accuracy_on, finetune
 from torchslim.errors import ConfigError
+from torchslim.models import LeNet5
 from torchslim.speedup import load
 from torchslim.utils.metrics import count_macs, count_params
 
@@ -27,7 +28,7 @@ def test_params_budget_on_lenet5(trained_lenet5, mnist_small, tmp_path):
         assert torch.equal(value, before[key])  # the user's model is not modified
     out = result.save(tmp_path / "run")
     assert {p.name for p in out.iterdir()} >= {"model.pt", "report.json", "report.md", "report.png"}
-    loaded = load(out / "model.pt")
+    loaded = load(out / "model.pt", model=LeNet5())  # the safe form: tensors and plain data only
     x = torch.randn(4, 1, 28, 28)
     assert torch.allclose(loaded(x), result.model(x))
     assert "| conv2 |" in result.summary()

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if mnist:
         acc = result.extra["test_accuracy"]
         print(f"\ntest accuracy (touched once): dense {acc['dense']:.2f}% → compressed {acc['compressed']:.2f}%")
-    print(f"\nsaved to {out}/ (model.pt: torchslim.speedup.load; report.md, report.json, report.png)")
+    print(f"\nsaved to {out}/ (model.pt: torchslim.speedup.load(path, model=<fresh model>); report.md, report.json, report.png)")
     return 0 if result.met else 1
 
 

@@ -115,6 +115,15 @@ def non_negative_int(key: str) -> Validator:
     return check
 
 
+def positive_int(key: str) -> Validator:
+    def check(value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise fail(where, key, value, "an int >= 1")
+        return value
+
+    return check
+
+
 def boolean(key: str) -> Validator:
     def check(value: Any, where: str) -> bool:
         if not isinstance(value, bool):
@@ -256,6 +265,8 @@ _PRUNING_TARGET_KEYS: dict[str, Validator] = {
     "granularity": granularity("granularity"),
     "global_group_id": group_id("global_group_id"),
     "dependency_group_id": group_id("dependency_group_id"),
+    "channel_groups": positive_int("channel_groups"),
+    "channel_order": anything("channel_order"),  # set by auto_set_dependency_group_ids
     "internal_metric_block": positive_int("internal_metric_block"),
     "align": align_spec("align"),
     # masks are multiplied in (NNI's 'mul'); NNI's 'add' (-inf bias for attention) is not ours

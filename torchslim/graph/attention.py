@@ -94,10 +94,12 @@ def gpt2_attention(ctx, node: fx.Node, m: nn.Module, name: str) -> Any:
 
 def qkvo_attention(ctx, node: fx.Node, m: nn.Module, name: str) -> Any:
     """Attention holding q_proj/k_proj/v_proj/o_proj Linears (transformers' ViTAttention...)."""
-    heads = getattr(m, "num_attention_heads", None) or getattr(m, "num_heads", None)
-    kv_heads = getattr(m, "num_key_value_heads", heads)
-    if heads is None or kv_heads != heads or not all(hasattr(m, p) for p in ("q_proj", "k_proj", "v_proj", "o_proj")):
-        return ctx.barrier(node, f"{type(m).__name__}: grouped-query or unknown layout is kept whole")
+    if not all(hasattr(m, p) for p in ("q_proj", "k_proj", "v_proj", "o_proj")):
+        return ctx.barrier(node, f"{type(m).__name__}: unknown attention layout is kept whole")
+    heads, kv_heads = qkvo_head_counts(m)
+    if heads is None or kv_heads is None or heads % kv_heads:
+        return ctx.barrier(node, f"{type(m).__name__}: head counts unknown, kept whole")
+    # grouped-query attention: the unit is one key/value head with the query heads reading it
     n = m.v_proj.weight.shape[0]
     v, o = f"{name}.v_proj", f"{name}.o_proj"
     v_dead = rows_dead(ctx.mask_of(v, "weight"), 0, n)
@@ -109,7 +111,19 @@ def qkvo_attention(ctx, node: fx.Node, m: nn.Module, name: str) -> Any:
                                           else torch.ones(e, dtype=torch.bool))
     if o_mask is None:
         out_dead = torch.zeros(e, dtype=torch.bool)
-    return _internal_heads(ctx, node, m, name, "qkvo_attention", heads, v_dead, rows_dead(o_mask, 1, n), out_dead)
+    proj_in_dead = rows_dead(o_mask, 1, m.o_proj.weight.shape[1])
+    return _internal_heads(ctx, node, m, name, "qkvo_attention", kv_heads, v_dead, proj_in_dead, out_dead)
+
+
+def qkvo_head_counts(m: nn.Module) -> tuple[int | None, int | None]:
+    """(query heads, key/value heads) of a q/k/v/o attention, read from the projections."""
+    head_dim = getattr(m, "head_dim", None) or getattr(m, "attention_head_size", None)
+    if head_dim is None:
+        heads = getattr(m, "num_attention_heads", None) or getattr(m, "num_heads", None)
+        if heads is None:
+            return None, None
+        head_dim = m.q_proj.weight.shape[0] // heads
+    return m.q_proj.weight.shape[0] // head_dim, m.k_proj.weight.shape[0] // head_dim
 
 
 def hf_self_attention(ctx, node: fx.Node, m: nn.Module, name: str) -> Any:
@@ -136,3 +150,6 @@ register_module_rule("GPT2Attention", gpt2_attention)
 register_module_rule("BertSelfAttention", hf_self_attention)
 register_module_rule("ViTSelfAttention", hf_self_attention)
 register_module_rule("ViTAttention", qkvo_attention)
+register_module_rule("LlamaAttention", qkvo_attention)
+register_module_rule("MistralAttention", qkvo_attention)
+register_module_rule("Qwen2Attention", qkvo_attention)

@@ -9,6 +9,7 @@ or raise in ``strict`` mode.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class Context:
         self.env: dict[fx.Node, Any] = {}
         self.gm: fx.GraphModule | None = None
         self.node: fx.Node | None = None
+        self.literals: list[Literal] = []  # sizes written as numbers that speedup rewrites
+        self.rewritable = False  # the current graph may replace its module's forward
         self._module_ids: dict[tuple[str, str], torch.Tensor] = {}
         self._start = time.perf_counter()
 
@@ -86,7 +89,11 @@ class Context:
         if isinstance(arg, fx.Node):
             return self.env.get(arg)
         if isinstance(arg, (list, tuple)):
-            return type(arg)(self.value(a) for a in arg)
+            return [self.value(a) for a in arg] if _is_namedtuple(arg) else type(arg)(self.value(a) for a in arg)
+        if isinstance(arg, dict):  # dict outputs (torchvision segmentation, ModelOutput)
+            return {k: self.value(v) for k, v in arg.items()}
+        if dataclasses.is_dataclass(arg) and not isinstance(arg, type):
+            return {f.name: self.value(getattr(arg, f.name)) for f in dataclasses.fields(arg)}
         return None
 
     @staticmethod
@@ -144,6 +151,20 @@ class Context:
             self.space.keep(chan.ids)
         return self.pinned_like(node)
 
+    def literal(self, node: fx.Node, dim: int, ids: torch.Tensor, piece: bool = False) -> bool:
+        """Record that output ``dim`` of this view/reshape (or piece ``dim`` of a split) is
+        written as a number that speedup rewrites to the kept count; False where the graph
+        cannot be rewritten."""
+        if not self.rewritable or self.gm is None:
+            return False
+        self.literals.append(Literal(self.gm, node, dim, ids, piece))
+        return True
+
+    def fixed_size(self, node: fx.Node, reason: str) -> None:
+        """Report a node whose channels are kept because the code fixes their count."""
+        line = source_line(node)
+        self.barriers.append(Barrier(node.name, _target_name(node), reason + (f" ({line})" if line else "")))
+
     def ids_along(self, chan: Chan, dim: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """1-D ids and dead flags of a Chan that varies at most along ``dim``."""
         chan = self.space.rect(chan, (dim,))
@@ -163,6 +184,36 @@ class Context:
             )
 
 
+@dataclass
+class Literal:
+    """A view/reshape size written as a number in ``gm`` that carries channels ``ids``."""
+
+    gm: fx.GraphModule
+    node: fx.Node
+    dim: int
+    ids: torch.Tensor
+    piece: bool = False  # a split size (piece ``dim``) rather than a view/reshape dim
+
+
+def source_line(node: fx.Node) -> str:
+    """``file:line: code`` of the user's source that produced ``node`` (if recorded)."""
+    trace = node.meta.get("stack_trace") or getattr(node, "stack_trace", None)
+    if not trace:
+        return ""
+    lines = [ln.strip() for ln in trace.strip().splitlines()]
+    found = ""
+    for i, line in enumerate(lines):
+        if not line.startswith("File "):
+            continue
+        path = line.split('"')[1] if line.count('"') >= 2 else ""
+        if "/torch/" in path or "/torchslim/" in path or path.startswith("<"):
+            continue  # the tracer's own frames
+        where = line.removeprefix("File ").replace('"', "").replace(", line ", ":").split(", in ")[0]
+        code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
+        found = f"{where}: {code}".strip()
+    return found
+
+
 def _pinned_for_meta(meta: Any) -> Any:
     if meta is None:
         return None
@@ -173,6 +224,14 @@ def _pinned_for_meta(meta: Any) -> Any:
     if isinstance(meta, dict):
         return {k: _pinned_for_meta(v) for k, v in meta.items()}
     return None
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _is_namedtuple(obj: Any) -> bool:
+    return isinstance(obj, tuple) and hasattr(obj, "_fields")
 
 
 def _flat_nodes(obj: Any) -> list[fx.Node]:
@@ -206,6 +265,8 @@ def analyze_part(ctx: Context, part: TracedPart) -> None:
 
     gm = part.graph_module
     ctx.gm = gm
+    # only a graph of the whole model, called as the model is, can replace its forward
+    ctx.rewritable = part.prefix == "" and getattr(gm, "_torchslim_path_prefix", None) is None
     ctx.env = {}
     nodes = list(gm.graph.nodes)
     for index, node in enumerate(nodes):
@@ -232,10 +293,17 @@ def analyze_part(ctx: Context, part: TracedPart) -> None:
                     ctx.uses[name].outputs.append(value)
         else:
             rule = function_rule(node.target) if node.op == "call_function" else method_rule(node.target)
-            if rule is None:
-                # an unknown op producing no tensor (a size, a flag) constrains no channel
+            if rule is None and node.op == "call_function" and isinstance(node.target, type) \
+                    and dataclasses.is_dataclass(node.target):
+                value = ctx.value(dict(zip(_field_names(node.target), node.args), **node.kwargs))  # an output
+            elif rule is None:
                 tensor_out = "tensor_meta" in node.meta
-                value = ctx.barrier(node, "no channel rule for this operation") if tensor_out else None
+                if tensor_out:
+                    value = ctx.barrier(node, "no channel rule for this operation")
+                else:  # a size, a flag, a container: what it reads may still be used, so it stays
+                    for chan in _flat_chans(ctx.value(list(node.args) + list(node.kwargs.values()))):
+                        ctx.space.keep(chan.ids)
+                    value = None
             else:
                 value = rule(ctx, node)
         ctx.env[node] = value
@@ -248,4 +316,4 @@ def _get_attr(gm: fx.GraphModule, target: str) -> Any:
     return obj
 
 
-__all__ = ["Barrier", "Context", "ModuleUse", "analyze_part", "along"]
+__all__ = ["Barrier", "Context", "Literal", "ModuleUse", "analyze_part", "along", "source_line"]

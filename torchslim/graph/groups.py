@@ -9,7 +9,9 @@ from torch import nn
 from torchslim.graph.engine import Context, analyze_part, no_gc
 from torchslim.graph.trace import trace_model
 
-PRODUCERS = ("conv", "grouped_conv", "depthwise", "linear", "conv1d_hf", "embedding")
+from torchslim.graph.kinds import producer_kinds
+
+PRODUCERS = ("conv", "grouped_conv", "depthwise", "linear", "conv1d_hf", "embedding")  # built-in ones
 
 
 def analyze(model: nn.Module, dummy_input: Any, masks: Any = None, *, leaf_modules: Iterable[type | str] = (),
@@ -35,17 +37,75 @@ def channel_groups(model: nn.Module, dummy_input: Any, **options: Any) -> list[l
     Layers whose channels are pinned (feeding the model output, a barrier, a LayerNorm...)
     are left out: pruning them cannot make the model smaller.
     """
-    ctx = analyze(model, dummy_input, **options)
-    by_labels: dict[tuple[int, ...], list[str]] = {}
+    return coupled_layers(analyze(model, dummy_input, **options))
+
+
+def coupled_layers(ctx: Context) -> list[list[str]]:
+    """:func:`channel_groups` of an analysed (resolved) context."""
+    return [[name for name, _ in members] for members in coupled_orders(ctx)]
+
+
+def coupled_orders(ctx: Context) -> list[list[tuple[str, list[int]]]]:
+    """Like :func:`coupled_layers`, with each layer's channel order: channel ``order[k]`` of
+    every member is coupled to position ``k`` of the others. Orders differ where channels are
+    permuted between the layers (channel shuffle, split + concat)."""
+    producers = producer_kinds()
+    by_labels: dict[tuple[int, ...], list[tuple[str, list[int]]]] = {}
     for name, use in ctx.uses.items():
         ids = use.slots.get("out")
-        if use.kind not in PRODUCERS or ids is None:
+        if use.kind not in producers or ids is None:
             continue
         labels = ctx.space.label(ids)
         if bool((labels == 0).all()):
             continue
-        by_labels.setdefault(tuple(labels.tolist()), []).append(name)
-    return [names for names in by_labels.values() if len(names) > 1]
+        order = torch.argsort(labels, stable=True)
+        by_labels.setdefault(tuple(labels[order].tolist()), []).append((name, order.tolist()))
+    return [members for members in by_labels.values() if len(members) > 1]
 
 
-__all__ = ["analyze", "channel_groups", "PRODUCERS"]
+def group_counts(ctx: Context) -> dict[str, int]:
+    """Per producer layer, into how many equal contiguous groups its output channels must be
+    pruned alike (a grouped conv reads them, or it is one): each group then keeps as many.
+
+    Layers whose channels meet two incompatible partitions are left out (speedup still keeps
+    the groups equal, by keeping extra channels).
+    """
+    space = ctx.space
+    part_of: dict[int, tuple[int, int]] = {}  # label -> (groups, group index)
+    clash: set[int] = set()
+    for use in ctx.uses.values():
+        if use.groups <= 1:
+            continue
+        for ids in use.slots.values():
+            labels = space.label(ids).reshape(use.groups, -1)
+            for g, row in enumerate(labels.tolist()):
+                for label in row:
+                    if label == 0:
+                        continue
+                    seen = part_of.setdefault(label, (use.groups, g))
+                    if seen[0] != use.groups:
+                        clash.add(label)
+    out: dict[str, int] = {}
+    producers = producer_kinds()
+    for name, use in ctx.uses.items():
+        ids = use.slots.get("out")
+        if use.kind not in producers or ids is None:
+            continue
+        labels = space.label(ids).tolist()
+        parts = [part_of.get(label) for label in labels]
+        if not any(parts) or any(label in clash for label in labels) or not all(parts):
+            continue
+        groups = parts[0][0]
+        per = len(labels) // groups
+        # contiguous: channel i belongs to group i // per, in order
+        if len(labels) % groups == 0 and all(p[1] == i // per for i, p in enumerate(parts)):
+            out[name] = groups
+        elif len({p[1] for p in parts}) == groups:
+            # a permutation of the groups (channel shuffle) still gives equal counts per block
+            order = [p[1] for p in parts]
+            if all(order[i] == order[(i // per) * per] for i in range(len(order))):
+                out[name] = groups
+    return out
+
+
+__all__ = ["analyze", "channel_groups", "coupled_layers", "coupled_orders", "group_counts", "PRODUCERS"]

@@ -142,6 +142,9 @@ def channel_affine(kind: str, keeps_zero_without_affine: bool) -> ModuleRule:
                 ctx.zero(name, "bias", 0, dead_in)
             own = rows_dead(ctx.mask_of(name, "weight"), 0, n) & _bias_dead(ctx, name, m, n)
             dead = dead_in | own
+            act = getattr(m, "act", None)  # fused norm + activation (timm's BatchNormAct2d)
+            if isinstance(act, nn.Module) and not isinstance(act, _ZERO_KEEPING_MODULES):
+                dead = torch.zeros_like(dead)
         else:
             dead = dead_in if keeps_zero_without_affine else torch.zeros_like(dead_in)
         return along(len(ctx.shape(node)), 1, ids, dead)
@@ -254,6 +257,21 @@ def register_module_rule(key: type | str, rule: ModuleRule) -> None:
         _BY_TYPE.insert(0, (key, rule))
 
 
+def unregister_module_rule(key: type | str, rule: ModuleRule) -> None:
+    """Remove a registration made with :func:`register_module_rule`."""
+    if isinstance(key, str):
+        if _BY_NAME.get(key) is rule:
+            del _BY_NAME[key]
+    else:
+        _BY_TYPE[:] = [(k, r) for k, r in _BY_TYPE if not (k is key and r is rule)]
+
+
+def is_norm_subclass(module: nn.Module) -> bool:
+    """A BatchNorm subclass from another library (timm's BatchNormAct2d): one leaf, ruled as
+    BatchNorm, instead of a traced ``F.batch_norm`` the analysis cannot shrink."""
+    return isinstance(module, _BatchNorm) and not type(module).__module__.startswith("torch.nn")
+
+
 def has_named_rule(module: nn.Module) -> bool:
     """Modules of libraries outside torch.nn with a rule by class name: traced as leaves."""
     from torchslim.graph import attention  # noqa: F401  (registers attention rules)
@@ -273,4 +291,4 @@ def module_rule(module: nn.Module) -> ModuleRule | None:
     return None
 
 
-__all__ = ["module_rule", "register_module_rule", "rows_dead", "compress"]
+__all__ = ["module_rule", "register_module_rule", "rows_dead", "compress", "is_norm_subclass", "unregister_module_rule"]

@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 
-from torchslim.graph.idspace import Chan, compress, pinned, reshape_chan
+from torchslim.graph.idspace import Chan, compress, pinned, reshape_chan, reshape_groups
 
 Rule = Callable[[Any, fx.Node], Any]
 
@@ -199,6 +199,12 @@ def _reshape(ctx, node: fx.Node) -> Any:
     const_dims = [d for d, s in enumerate(static) if isinstance(s, int) and s != -1 and out_shape[d] > 1]
     varying = out.varying()
     if varying and all(d in const_dims for d in varying):
+        if len(varying) == 1 and len(static) == len(out_shape) and _flattens_into(in_shape, out_shape, varying[0]):
+            # a channel count written as a number (x.view(-1, 4 * 4 * 50)): rewritten to the
+            # kept count in the traced graph, if the graph can stand in for the forward
+            if ctx.literal(node, varying[0], out.ids.reshape(-1)):
+                return out
+        ctx.fixed_size(node, "a size written as a number fixes the channel count here")
         ctx.space.keep(out.ids)  # every dim that carries channels is fixed in the code
         return out
     for d in const_dims:
@@ -206,6 +212,48 @@ def _reshape(ctx, node: fx.Node) -> Any:
     if len(out.varying()) > 1:
         ctx.space.keep(out.ids)
     return out
+
+
+def _flattens_into(in_shape: tuple, out_shape: tuple, dim: int) -> bool:
+    """Whether output ``dim`` is exactly a run of whole input dims (a flatten), so its size
+    is a product of channel and spatial counts and scales with the kept channels."""
+    groups = reshape_groups(tuple(in_shape), tuple(out_shape))
+    return groups is not None and any(gj == [dim] for _, gj in groups)
+
+
+def set_size_arg(node: fx.Node, dim: int, value: int) -> None:
+    """Write ``value`` as the size of output ``dim`` in a view/reshape node's arguments."""
+    if node.op == "call_method":
+        rest = node.args[1:]
+        if len(rest) == 1 and isinstance(rest[0], (list, tuple)):
+            sizes = list(rest[0])
+            sizes[dim] = value
+            node.args = (node.args[0], type(rest[0])(sizes))
+        else:
+            sizes = list(rest)
+            sizes[dim] = value
+            node.args = (node.args[0], *sizes)
+    elif len(node.args) > 1:
+        sizes = list(node.args[1])
+        sizes[dim] = value
+        node.args = (node.args[0], type(node.args[1])(sizes), *node.args[2:])
+    else:
+        sizes = list(node.kwargs["shape"])
+        sizes[dim] = value
+        node.kwargs = {**node.kwargs, "shape": type(node.kwargs["shape"])(sizes)}
+
+
+def set_piece_size(node: fx.Node, piece: int, value: int) -> None:
+    """Write ``value`` as the size of piece ``piece`` in a split node's sizes."""
+    if len(node.args) > 1:
+        sizes = list(node.args[1])
+        sizes[piece] = value
+        node.args = (node.args[0], type(node.args[1])(sizes), *node.args[2:])
+    else:
+        key = "split_size_or_sections" if "split_size_or_sections" in node.kwargs else "split_size"
+        sizes = list(node.kwargs[key])
+        sizes[piece] = value
+        node.kwargs = {**node.kwargs, key: type(node.kwargs[key])(sizes)}
 
 
 def _expand(ctx, node: fx.Node) -> Any:
@@ -260,7 +308,14 @@ def _split_like(ctx, node: fx.Node, pieces: list[int], dim: int, equal: bool) ->
     dim = _dim(dim, len(in_shape))
     if dim in chan.varying():
         if not equal or len(set(pieces)) != 1:
-            ctx.space.keep(chan.ids)  # fixed split sizes: channels cannot move between pieces
+            # split sizes written as numbers: each piece's size is rewritten to its kept count
+            starts = [sum(pieces[:i]) for i in range(len(pieces))]
+            rewritable = len(chan.varying()) == 1 and isinstance(_arg(node, 1, "split_size_or_sections"), (list, tuple))
+            # ctx.literal is all-or-nothing per graph: the first refusal records none
+            if not (rewritable and all(ctx.literal(node, i, chan.ids.narrow(dim, st, size).reshape(-1), piece=True)
+                                       for i, (st, size) in enumerate(zip(starts, pieces)))):
+                ctx.fixed_size(node, "split sizes written as numbers fix the channel count here")
+                ctx.space.keep(chan.ids)  # fixed split sizes: channels cannot move between pieces
         else:
             # equal chunks stay equal: couple position j of every chunk
             full = chan.full(in_shape)
@@ -333,7 +388,9 @@ def _getitem(ctx, node: fx.Node) -> Any:
 
 
 # --- reductions and contractions ----------------------------------------------------------------------
-def reduction(zero_preserving: bool = True) -> Rule:
+def reduction(zero_preserving: bool = True, zeros_drop_out: bool = False) -> Rule:
+    """``zeros_drop_out``: a zero entry does not change the result (sum, norm), so channels
+    that are exactly zero may go; otherwise (mean, max, var...) every reduced channel stays."""
     def rule(ctx, node: fx.Node) -> Any:
         chan = ctx.chan(node.args[0])
         if chan is None:
@@ -353,12 +410,19 @@ def reduction(zero_preserving: bool = True) -> Rule:
         dims = sorted(_dim(d, chan.ndim) for d in dims)
         reduced = chan
         for d in dims:
-            if d in chan.varying():
-                ctx.space.keep_alive(reduced)  # channels summed over are consumed
+            if d in chan.varying():  # channels reduced over are consumed
+                if zeros_drop_out:
+                    ctx.space.keep_alive(reduced)
+                else:
+                    ctx.space.keep(reduced.ids)
             reduced = Chan(reduced.ids.narrow(d, 0, 1), reduced.dead.all(d, keepdim=True))
         if not keepdim:
             for d in reversed(dims):
                 reduced = reduced.map(lambda t, d=d: t.squeeze(d))
+        if chan.varying() and all(d in dims for d in chan.varying()):
+            # every channel was summed over: the result carries none of them (a fresh, kept
+            # identity), so the reduced channels' group ends here with no extra channel kept
+            reduced = Chan(torch.zeros_like(reduced.ids), reduced.dead)
         out = reduced if zero_preserving else reduced.alive()
         if multi:
             return (out, out.alive())
@@ -482,7 +546,8 @@ _BINARY = {"add": "add", "sub": "add", "mul": "mul", "div": "div", "true_divide"
            "imul": "mul", "itruediv": "div", "truediv": "div", "add_": "add", "mul_": "mul",
            "sub_": "add", "div_": "div", "floordiv": "div"}
 _REDUCE = {"mean": True, "sum": True, "amax": True, "max": True, "amin": True, "min": True,
-           "std": True, "var": True, "nanmean": True, "logsumexp": False, "norm": True}
+           "std": True, "var": True, "nanmean": True, "logsumexp": False, "norm": True, "nansum": True}
+_ZEROS_DROP_OUT = {"sum", "norm", "nansum"}
 _OTHERS: dict[str, Rule] = {
     "cat": _cat, "concat": _cat, "concatenate": _cat, "stack": _stack, "chunk": _chunk_or_split, "split": _chunk_or_split,
     "tensor_split": _chunk_or_split, "unbind": _unbind, "getitem": _getitem, "view": _reshape, "reshape": _reshape,
@@ -503,7 +568,7 @@ def _build() -> dict[str, Rule]:
     table.update({n: spatial() for n in _SPATIAL})
     table.update({n: shape_op(fn) for n, fn in _SHAPE.items()})
     table.update({n: binary(k) for n, k in _BINARY.items()})
-    table.update({n: reduction(z) for n, z in _REDUCE.items()})
+    table.update({n: reduction(z, n in _ZEROS_DROP_OUT) for n, z in _REDUCE.items()})
     table.update(_OTHERS)
     table["flatten"] = _regroup
     return table
@@ -541,4 +606,4 @@ def method_rule(name: str) -> Rule | None:
     return _BY_NAME.get(name)
 
 
-__all__ = ["function_rule", "method_rule", "register_function_rule", "pinned"]
+__all__ = ["function_rule", "method_rule", "register_function_rule", "pinned", "set_piece_size", "set_size_arg"]

@@ -48,13 +48,16 @@ class SlimTracer(fx.Tracer):
                  path_prefix: str | None = None) -> None:
         super().__init__(autowrap_functions=tuple(autowrap_functions))
         self.path_prefix = path_prefix  # set when tracing a submodule through its call wrapper
+        self.record_stack_traces = True  # barriers name the user's source line
         self.leaf_types = tuple(t for t in leaf_modules if isinstance(t, type))
         self.leaf_names = {t for t in leaf_modules if isinstance(t, str)}
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        from torchslim.graph.module_rules import has_named_rule
+        from torchslim.graph.kinds import is_kind_module
+        from torchslim.graph.module_rules import has_named_rule, is_norm_subclass
 
-        if isinstance(m, self.leaf_types) or type(m).__name__ in self.leaf_names or has_named_rule(m):
+        if isinstance(m, self.leaf_types) or type(m).__name__ in self.leaf_names or has_named_rule(m) \
+                or is_kind_module(m) or is_norm_subclass(m):
             return True
         path = module_qualified_name
         if self.path_prefix is not None:
@@ -62,6 +65,39 @@ class SlimTracer(fx.Tracer):
         if path in self.leaf_names:
             return True
         return super().is_leaf_module(m, module_qualified_name)
+
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _SlimProxy(node, self)
+
+    def iter(self, obj: fx.Proxy) -> Any:
+        """``list(x.split((a, b), 1))`` / ``list(x.chunk(n))``: the piece count is in the code,
+        so the pieces are ``x[0]..x[n-1]`` (fx alone cannot iterate a traced value)."""
+        count = _piece_count(obj.node)
+        if count is None:
+            return super().iter(obj)
+        return iter([obj[i] for i in range(count)])
+
+
+class _SlimProxy(fx.Proxy):
+    """A traced value whose ``len()`` is known when it is a split into a fixed number of pieces."""
+
+    def __len__(self) -> int:
+        count = _piece_count(self.node)
+        if count is None:
+            return super().__len__()
+        return count
+
+
+def _piece_count(node: fx.Node) -> int | None:
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    if node.op not in ("call_method", "call_function") or name not in ("split", "chunk", "tensor_split"):
+        return None
+    arg = node.args[1] if len(node.args) > 1 else node.kwargs.get("split_size_or_sections",
+                                                                   node.kwargs.get("chunks", node.kwargs.get("split_size")))
+    if name == "split":
+        return len(arg) if isinstance(arg, (list, tuple)) and all(isinstance(a, int) for a in arg) else None
+    return arg if isinstance(arg, int) else None
 
 
 class _Call(nn.Module):

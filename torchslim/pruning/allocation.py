@@ -42,7 +42,7 @@ class _Item:
     unit_numel: int = field(init=False)
 
     def __post_init__(self) -> None:
-        flat = [m.scores.reshape(-1).float() for m in self.members]
+        flat = [_order(m, m.scores.reshape(-1).float()) for m in self.members]
         if len(flat) == 1:
             self.scores = flat[0]
         else:
@@ -62,8 +62,9 @@ class _Item:
         # a structured layer with no channel left would break the network
         return 1 if self.structured else 0
 
-    def max_prune(self) -> int:
-        n = self.scores.numel()
+    def max_prune(self, n: int | None = None) -> int:
+        """Most blocks that may go out of ``n`` (default: all of this item's)."""
+        n = self.scores.numel() if n is None else n
         cap = self.settings.get("max_sparse_ratio")
         limit = n - self.min_keep()
         if cap is not None:
@@ -81,14 +82,26 @@ def _keep_mask(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
 
 
 def _allocate_item(item: _Item) -> torch.Tensor:
+    groups = item.settings.get("channel_groups", 1)
     n = item.scores.numel()
+    if groups > 1 and item.structured and n % groups == 0 and n > groups:
+        # equal counts per contiguous group (a grouped conv reads these channels): the total
+        # asked for, spread evenly, rounded up so that at least the requested share goes
+        per_group = -(-_n_prune(item, item.scores) // groups)
+        per = n // groups
+        cap = min(per - 1, item.max_prune(per) if "max_sparse_ratio" in item.settings else per - 1)
+        return torch.cat([_keep_mask(s, min(per_group, cap)) for s in item.scores.reshape(groups, -1)])
+    return _keep_mask(item.scores, min(_n_prune(item, item.scores), item.max_prune()))
+
+
+def _n_prune(item: _Item, scores: torch.Tensor) -> int:
+    n = scores.numel()
     settings = item.settings
     if "sparse_threshold" in settings:
-        n_prune = int((item.scores < settings["sparse_threshold"]).sum())
+        n_prune = int((scores < settings["sparse_threshold"]).sum())
     else:
         n_prune = math.floor(settings.get("sparse_ratio", 0.0) * n + 1e-9)
-    n_prune = max(n_prune, math.ceil(settings.get("min_sparse_ratio", 0.0) * n - 1e-9))
-    return _keep_mask(item.scores, min(n_prune, item.max_prune()))
+    return max(n_prune, math.ceil(settings.get("min_sparse_ratio", 0.0) * n - 1e-9))
 
 
 def _allocate_global(items: list[_Item]) -> list[torch.Tensor]:
@@ -147,6 +160,19 @@ def allocate(candidates: list[Candidate]) -> dict[Key, torch.Tensor]:
     return results
 
 
+def _order(member: Candidate, flat: torch.Tensor) -> torch.Tensor:
+    """A dependency-group member's scores in the group's common channel order."""
+    order = member.settings.get("channel_order")
+    if order is None or len(order) != flat.numel():
+        return flat
+    return flat[torch.as_tensor(order)]
+
+
 def _store(results: dict[Key, torch.Tensor], item: _Item, flat_mask: torch.Tensor) -> None:
     for member in item.members:
-        results[member.key] = flat_mask.reshape(member.scores.shape).to(member.scores.dtype)
+        mask = flat_mask
+        order = member.settings.get("channel_order")
+        if len(item.members) > 1 and order is not None and len(order) == flat_mask.numel():
+            mask = torch.empty_like(flat_mask)
+            mask[torch.as_tensor(order)] = flat_mask  # back to the member's own channel order
+        results[member.key] = mask.reshape(member.scores.shape).to(member.scores.dtype)

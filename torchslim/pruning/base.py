@@ -175,6 +175,13 @@ class Pruner(Compressor, NNIBoundary):
             if masked_targets(module)
         }
 
+    def forget_modules(self) -> None:
+        """Re-read the model's modules after it was shrunk in place (masks are gone)."""
+        # dropped, not closed: this may run inside an optimizer step hook, where closing
+        # would remove a hook while torch iterates over them (a dropped keeper is removed later)
+        self._keeper = None
+        self._modules = dict(self.model.named_modules())
+
     def unwrap_model(self) -> nn.Module:
         """Fold masks into the weights and remove every hook: a plain model remains. Unwraps the
         compressors chained before this one too; :meth:`get_masks` still returns the masks."""

@@ -282,6 +282,7 @@ def _v1_v2_schedule(cls: type, model: Any, config_list: list, args: list, kwargs
     reset = kwargs.pop("reset_weights", None)
     params = dict(kwargs.pop("pruning_params", None) or {})
     dummy_input = kwargs.pop("dummy_input", None)
+    speedup = bool(kwargs.pop("speedup", False))
     optimizer, trainer = given.get("optimizer"), given.get("trainer")
     deprecated(f"{cls.__name__}(model, config_list, optimizer, ...)",
                f"{cls.__name__}(L1NormPruner(model, config_list), interval_steps, total_times, "
@@ -299,7 +300,7 @@ def _v1_v2_schedule(cls: type, model: Any, config_list: list, args: list, kwargs
             extra["training_state"] = [obj for obj in (optimizer, lr_scheduler) if obj is not None]
     from torchslim.utils.legacy import NNICallForms
 
-    schedule = NNICallForms.__call__(cls, sub, 1, total, evaluator, **extra)
+    schedule = NNICallForms.__call__(cls, sub, 1, total, evaluator, speedup=speedup, dummy_input=dummy_input, **extra)
     schedule.epochs_per_iteration = int(given.get("epochs_per_iteration", 1))
     return schedule
 
@@ -329,7 +330,9 @@ def _v2_iterative(cls: type, model: Any, config_list: list, args: list, kwargs: 
     extra = {"reset_weights": given["reset_weights"]} if "reset_weights" in given else {}
     from torchslim.utils.legacy import NNICallForms
 
-    schedule = NNICallForms.__call__(cls, sub, 1, int(given.get("total_iteration", 10)), None, **extra)
+    schedule = NNICallForms.__call__(cls, sub, 1, int(given.get("total_iteration", 10)), None,
+                                     speedup=bool(given.get("speedup", False)), dummy_input=given.get("dummy_input"),
+                                     **extra)
     return V2IterativePruner(schedule, given.get("finetuner"), given.get("evaluator"))
 
 

@@ -33,6 +33,7 @@ from torchslim.compression.base import Compressor
 from torchslim.pruning.base import CompressResult, Masks, Pruner
 from torchslim.pruning.data_pruners import DataPruner
 from torchslim.pruning.progress import TargetRatios, cubic, is_due, linear, lottery_ratio, train_hooked
+from torchslim.pruning.shrinking import out_widths, shrink_round, translated_ratio
 from torchslim.utils.legacy import NNIBoundary
 
 class ScheduledPruner(Compressor, NNIBoundary):
@@ -49,8 +50,11 @@ class ScheduledPruner(Compressor, NNIBoundary):
     nni_adapter = "torchslim.pruning.nni:schedule_call"  # NNI's call forms are translated there first
 
     def __init__(self, pruner: Pruner, interval_steps: int = 100, total_times: int = 10,
-                 evaluator: Any = None) -> None:
+                 evaluator: Any = None, *, speedup: bool = False, dummy_input: Any = None) -> None:
         self.epochs_per_iteration: int | None = None  # set by the v1/v2 forms
+        # speedup=True: remove pruned channels after every round (NNI v2's keyword)
+        self.speedup = bool(speedup)
+        self._speedup_input = dummy_input
         if not isinstance(pruner, Pruner):
             raise TypeError(f"{type(self).__name__} wraps a torchslim Pruner, got {type(pruner).__name__}")
         if int(total_times) < 1 or int(interval_steps) < 1:
@@ -61,6 +65,7 @@ class ScheduledPruner(Compressor, NNIBoundary):
         if self.evaluator is not None:
             self.evaluator.bind_model(pruner.model)
         self.ratios = TargetRatios(pruner)
+        self._widths = out_widths(pruner.model, self.ratios.final) if self.speedup else {}
         self.times_done = 0
         self._step = 0
         self._handle: Any = None
@@ -165,9 +170,36 @@ class ScheduledPruner(Compressor, NNIBoundary):
 
     def _prune(self, time: int) -> None:
         self.ratios.set(lambda final: self.ratio_at(final, time))
+        if self.speedup:  # the model is already narrower: ask for what is still missing
+            now = out_widths(self.model, self._widths)
+            for (name, target), width in self._widths.items():
+                settings = self.pruner.settings[name][target]
+                settings["sparse_ratio"] = translated_ratio(settings["sparse_ratio"], width, now.get((name, target), width))
         self.pruner.update_masks()
         self.times_done = time
         self.after_pruning()
+        if self.speedup:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        dummy = next((d for d in (self._speedup_input, getattr(self.evaluator, "dummy_input", None),
+                                  self.pruner.dummy_input) if d is not None), None)
+        if dummy is None:
+            raise ValueError(f"{type(self).__name__}(speedup=True) needs a dummy_input (given to the "
+                             "schedule, the evaluator or the pruner) to trace the model")
+        collecting = isinstance(self.pruner, DataPruner) and self._handle is not None and not self.frozen
+        if collecting:
+            self.pruner.stop_collecting()  # statistics have the old widths
+        self.carry(shrink_round(self.pruner, dummy, getattr(self.evaluator, "optimizers", ()), self.carried()))
+        if collecting:
+            self.pruner.start_collecting()
+
+    def carried(self) -> dict[str, torch.Tensor] | None:
+        """Per-parameter tensors to slice along with the model when shrinking (none here)."""
+        return None
+
+    def carry(self, sliced: dict[str, torch.Tensor] | None) -> None:
+        """Receive :meth:`carried`'s tensors cut to the shrunk model."""
 
     def _start_data(self) -> None:
         if isinstance(self.pruner, DataPruner) and not self.frozen:
@@ -211,8 +243,9 @@ class LotteryTicketPruner(ScheduledPruner):
     """
 
     def __init__(self, pruner: Pruner, interval_steps: int = 100, total_times: int = 10,
-                 evaluator: Any = None, *, reset_weights: bool = True, training_state: Sequence[Any] = ()) -> None:
-        super().__init__(pruner, interval_steps, total_times, evaluator)
+                 evaluator: Any = None, *, reset_weights: bool = True, training_state: Sequence[Any] = (),
+                 speedup: bool = False, dummy_input: Any = None) -> None:
+        super().__init__(pruner, interval_steps, total_times, evaluator, speedup=speedup, dummy_input=dummy_input)
         self.reset_weights = reset_weights
         self._initial_weights = copy.deepcopy(self.model.state_dict())
         self._restore_training = _restorer(self.evaluator) if self.evaluator is not None else _restorer(*training_state)
@@ -228,6 +261,13 @@ class LotteryTicketPruner(ScheduledPruner):
         self.model.load_state_dict(self._initial_weights)
         self.pruner.apply_masks(self.pruner.get_masks())  # the rewound weights get their zeros back
         self._restore_training()
+
+    def carried(self) -> dict[str, torch.Tensor] | None:
+        return self._initial_weights  # the rewind point shrinks with the model
+
+    def carry(self, sliced: dict[str, torch.Tensor] | None) -> None:
+        if sliced is not None:
+            self._initial_weights = sliced
 
     def get_prune_iterations(self) -> range:
         """v1: one dense iteration, then one per pruning step."""

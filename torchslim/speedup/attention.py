@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchslim.graph.attention import qkvo_head_counts
 from torchslim.speedup.shrink import Keep, register_shrinker, select_
 
 
@@ -138,12 +139,17 @@ def _hf_self_attention(m: Any, keep: Keep) -> None:
 
 
 def _qkvo(m: Any, keep: Keep) -> None:
-    head_dim = m.q_proj.weight.shape[0] // (getattr(m, "num_attention_heads", None) or m.num_heads)
-    rows = head_rows(keep["heads"], head_dim)
-    for proj in (m.q_proj, m.k_proj, m.v_proj):
-        select_(proj, "weight", 0, rows)
-        select_(proj, "bias", 0, rows)
-        proj.out_features = rows.numel()
+    """``keep['heads']`` are key/value heads; each takes its group of query heads along."""
+    heads, kv_heads = qkvo_head_counts(m)
+    head_dim = m.q_proj.weight.shape[0] // heads
+    groups = keep["heads"]
+    per = heads // kv_heads
+    q_heads = (groups.unsqueeze(1) * per + torch.arange(per)).reshape(-1)
+    rows, kv_rows = head_rows(q_heads, head_dim), head_rows(groups, head_dim)
+    for proj, r in ((m.q_proj, rows), (m.k_proj, kv_rows), (m.v_proj, kv_rows)):
+        select_(proj, "weight", 0, r)
+        select_(proj, "bias", 0, r)
+        proj.out_features = r.numel()
     select_(m.o_proj, "weight", 1, rows)
     m.o_proj.in_features = rows.numel()
     out = keep.get("out")
@@ -151,9 +157,10 @@ def _qkvo(m: Any, keep: Keep) -> None:
         select_(m.o_proj, "weight", 0, out)
         select_(m.o_proj, "bias", 0, out)
         m.o_proj.out_features = out.numel()
-    for attr in ("num_attention_heads", "num_heads", "num_key_value_heads"):
-        if hasattr(m, attr):
-            setattr(m, attr, int(keep["heads"].numel()))
+    for attr, value in (("num_attention_heads", q_heads.numel()), ("num_heads", q_heads.numel()),
+                        ("num_key_value_heads", groups.numel())):
+        if isinstance(getattr(m, attr, None), int):
+            setattr(m, attr, int(value))
 
 
 register_shrinker("mha", _mha)

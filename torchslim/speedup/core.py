@@ -27,6 +27,7 @@ from torchslim.graph.engine import Context, analyze_part, no_gc
 from torchslim.graph.trace import _call, trace_model
 from torchslim.speedup.channel_map import ChannelMap, record_channel_map
 from torchslim.speedup.report import LayerRow, SpeedupReport
+from torchslim.speedup.literals import literal_spec, rewrite_literals, undo_literals
 from torchslim.speedup.masks import RestorePoint, validate_masks
 from torchslim.speedup.serialize import record_spec
 from torchslim.speedup.shrink import SHRINKERS
@@ -86,6 +87,10 @@ class ModelSpeedup:
         self.rtol, self.atol = rtol, atol
         self.check_inputs = check_inputs
         self.report: SpeedupReport | None = None
+        # after speedup_model: {layer: {slot: kept original indices}} and {layer: module kind}
+        self.kept: dict[str, dict[str, torch.Tensor]] = {}
+        self.kinds: dict[str, str] = {}
+        self._literal_undo: list = []
         self._inputs: list[Any] = []
         self._reference_out: list[list[torch.Tensor]] = []
         self.channel_map: ChannelMap | None = None  # after speedup_model(): what every shrunk layer kept
@@ -148,8 +153,10 @@ class ModelSpeedup:
             if isinstance(new, nn.Module) and new is not use.module:
                 replaced += _replace(model, use.module, new)
             report.layers.append(_row(name, use, keep[name], self.masks.get(name, {})))
+        report.layers += _unchanged_rows(model, ctx, keep, self.masks)
+        self._literal_undo = rewrite_literals(model, ctx.literals, ctx.space)
         record_spec(model, {n: (u.kind, {s: int(i.numel()) for s, i in keep[n].items()}, u.groups)
-                            for n, u in shrinkable.items()})
+                            for n, u in shrinkable.items()}, literal_spec(ctx.literals, ctx.space))
         report.shrink_s = time.perf_counter() - t1
         if self.check:
             t1 = time.perf_counter()
@@ -158,6 +165,8 @@ class ModelSpeedup:
         report.check_s = t_ref
         self.channel_map = channel_map
         record_channel_map(model, channel_map)
+        self.kept = {n: keep[n] for n in shrinkable}
+        self.kinds = {n: u.kind for n, u in shrinkable.items()}
         report.total_s = time.perf_counter() - t0
 
     def verify(self, model: nn.Module | None = None) -> CheckResult:
@@ -225,6 +234,7 @@ class ModelSpeedup:
         modules = {n: u.module for n, u in uses.items()}
         shrunk = _record(model, self.dummy_input, modules)
         _restore(backup)
+        undo_literals(model, self._literal_undo)
         for parent, attr, old in replaced:
             setattr(parent, attr, old)
         with zeroed(model, zeros):
@@ -351,6 +361,23 @@ def _restore(snapshot: list[tuple[nn.Module, dict, dict, dict]]) -> None:
 def _row(name: str, use: Any, keep: dict[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> LayerRow:
     sizes = {slot: (ids.numel(), int(keep[slot].numel())) for slot, ids in use.slots.items()}
     return LayerRow(name, type(use.module).__name__, sizes, use.requested)
+
+
+def _unchanged_rows(model: nn.Module, ctx: Context, keep: Mapping[str, Any], masks: Masks) -> list[LayerRow]:
+    """Rows of layers whose masks asked for channels to go but that stayed whole."""
+    rows = []
+    for name, use in ctx.uses.items():
+        if name not in keep and use.requested:
+            rows.append(_row(name, use, {s: torch.arange(ids.numel()) for s, ids in use.slots.items()}, {}))
+    modules = dict(model.named_modules())
+    for name, targets in masks.items():
+        weight = targets.get("weight")
+        if name in ctx.uses or weight is None or weight.dim() == 0:
+            continue
+        dead = weight.reshape(weight.shape[0], -1).abs().amax(1) == 0
+        if bool(dead.any()):  # masked, but the analysis never saw it as a shrinkable layer
+            rows.append(LayerRow(name, type(modules[name]).__name__, {}, float(dead.float().mean())))
+    return rows
 
 
 def _progress(progress: bool | Callable[[int, int, str], None]) -> Callable[[int, int, str], None] | None:

@@ -16,6 +16,8 @@ class LayerRow:
 
     @property
     def achieved(self) -> float:
+        if not self.sizes:  # not shrinkable by the analysis (a barrier, an unknown module)
+            return 0.0
         before, after = self.sizes.get("heads") or self.sizes.get("out") or next(iter(self.sizes.values()))
         return 1.0 - after / before if before else 0.0
 
@@ -35,7 +37,8 @@ class SpeedupReport:
     total_s: float = 0.0
 
     def shortfalls(self, tolerance: float = 1e-6) -> list[LayerRow]:
-        """Layers where fewer channels went than the masks asked for (coupling kept them)."""
+        """Layers where fewer channels went than the masks asked for (coupling or a barrier kept
+        them), including layers that asked for channels to go but stayed unchanged."""
         return [r for r in self.layers if r.requested is not None and r.achieved + tolerance < r.requested]
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,7 +55,7 @@ class SpeedupReport:
         }
 
     def summary(self, max_rows: int = 40) -> str:
-        lines = [f"speedup: {len(self.layers)} layers shrunk in {self.total_s:.2f} s "
+        lines = [f"speedup: {sum(any(b != a for b, a in r.sizes.values()) for r in self.layers)} layers shrunk in {self.total_s:.2f} s "
                  f"(trace {self.trace_s:.2f} s, analysis {self.analysis_s:.2f} s); "
                  f"check: {self.check if self.check is not None else 'not run'}"]
         if self.deviation:

@@ -19,17 +19,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchslim.graph.kinds import get_kind
 from torchslim.speedup.channel_map import MAP_ATTR, ChannelMap, model_channel_map
-from torchslim.speedup.shrink import SHRINKERS
 
 SPEC_ATTR = "_torchslim_speedup_spec"
 FORMAT = "torchslim.speedup/1"
+LITERALS_KEY = "<literals>"  # not a module path
 
 
-def record_spec(model: nn.Module, layers: dict[str, tuple[str, dict[str, int], int]]) -> None:
-    """Remember ``{layer: (kind, {slot: kept count}, groups)}`` on the model (merged with earlier runs)."""
+def record_spec(model: nn.Module, layers: dict[str, tuple[str, dict[str, int], int]],
+                literals: list[tuple[str, int, int]] = ()) -> None:
+    """Remember ``{layer: (kind, {slot: kept count}, groups)}`` on the model (merged with earlier
+    runs) and the sizes written as numbers that were rewritten (``(node, dim, count)``)."""
     spec = dict(getattr(model, SPEC_ATTR, {}))
     spec.update(layers)
+    if literals:
+        spec[LITERALS_KEY] = [tuple(x) for x in literals]
     setattr(model, SPEC_ATTR, spec)
 
 
@@ -81,32 +86,20 @@ def apply_spec(model: nn.Module, spec: dict[str, tuple[str, dict[str, int], int]
     """Resize ``model``'s layers to the recorded channel counts (weights are then loaded)."""
     from torchslim.speedup.core import _replace
 
-    for name, (kind, sizes, groups) in spec.items():
+    from torchslim.speedup.literals import apply_literal_spec
+
+    for name, entry in spec.items():
+        if name == LITERALS_KEY:
+            continue
+        kind, sizes, groups = entry
         module = model.get_submodule(name)
         keep = {}
         for slot, n in sizes.items():
             # the first n // groups channels of every group (the values come from the state_dict)
-            full = _slot_size(module, kind, slot)
+            full = get_kind(kind).size_of(module, slot)
             keep[slot] = (torch.arange(groups).unsqueeze(1) * (full // groups) + torch.arange(n // groups)).reshape(-1)
-        new = SHRINKERS[kind](module, keep)
+        new = get_kind(kind).shrink(module, keep)
         if isinstance(new, nn.Module) and new is not module:
             _replace(model, module, new)
+    apply_literal_spec(model, spec.get(LITERALS_KEY, []))
     setattr(model, SPEC_ATTR, dict(spec))
-
-
-def _slot_size(module: nn.Module, kind: str, slot: str) -> int:
-    if slot == "heads":
-        return int(getattr(module, "num_heads", None) or getattr(module, "num_attention_heads"))
-    if kind in ("conv", "grouped_conv", "depthwise"):
-        return module.in_channels if slot == "in" else module.out_channels
-    if kind == "linear":
-        return module.in_features if slot == "in" else module.out_features
-    if kind == "conv1d_hf":
-        return module.weight.shape[0 if slot == "in" else 1]
-    if kind == "embedding":
-        return module.embedding_dim
-    if kind in ("mha", "gpt2_attention", "qkvo_attention"):
-        proj = getattr(module, "out_proj", None) or getattr(module, "c_proj", None) or module.o_proj
-        return proj.weight.shape[1] if kind == "gpt2_attention" else proj.weight.shape[0]
-    return int(getattr(module, "num_features", None) or getattr(module, "num_channels", None)
-               or getattr(module, "num_parameters"))

@@ -11,6 +11,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from torchslim.graph.kinds import ShrinkerView, set_shrinker
+
 Keep = dict[str, torch.Tensor]  # slot -> kept indices (sorted LongTensor)
 Shrinker = Callable[[nn.Module, Keep], None]
 
@@ -96,7 +98,7 @@ def _embedding(m: nn.Embedding, keep: Keep) -> None:
     m.embedding_dim = keep["out"].numel()
 
 
-SHRINKERS: dict[str, Shrinker] = {
+_BUILTIN: dict[str, Shrinker] = {
     "conv": _conv,
     "depthwise": _depthwise,
     "grouped_conv": _grouped_conv,
@@ -108,8 +110,18 @@ SHRINKERS: dict[str, Shrinker] = {
     "groupnorm": _groupnorm,
     "embedding": _embedding,
 }
+# {kind: shrinker}, a view over the module-kind registry (one ModuleKind object per kind)
+SHRINKERS = ShrinkerView()
 
 
 def register_shrinker(kind: str, shrinker: Shrinker) -> None:
-    """Teach speedup to shrink a module kind produced by a custom channel rule."""
-    SHRINKERS[kind] = shrinker
+    """Teach speedup to shrink a module kind produced by a custom channel rule.
+
+    For ``load(path, model=...)`` the kind must also know its slot sizes: prefer registering
+    the whole kind with :func:`torchslim.graph.kinds.register_module_kind`.
+    """
+    set_shrinker(kind, shrinker)
+
+
+for _name, _fn in _BUILTIN.items():
+    set_shrinker(_name, _fn)

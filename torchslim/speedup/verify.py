@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
@@ -12,13 +13,15 @@ from torchslim.graph.idspace import Chan
 
 
 def flat_tensors(value: Any) -> list[torch.Tensor]:
-    """Tensors of a (nested) model output: tuples, lists, dicts, ModelOutput."""
+    """Tensors of a (nested) model output: tuples, lists, dicts, dataclasses, ModelOutput."""
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, dict):
         return [t for v in value.values() for t in flat_tensors(v)]
     if isinstance(value, (list, tuple)):
         return [t for v in value for t in flat_tensors(v)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [t for f in dataclasses.fields(value) for t in flat_tensors(getattr(value, f.name))]
     return []
 
 
