@@ -207,7 +207,10 @@ def test_view_command_serves_until_interrupted(viewer):
     proc = subprocess.Popen(
         [sys.executable, "-m", "torchslim.cli.main", "experiment", "--experiments-dir",
          str(server.root), "view", exp.id, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        # a runner started in the background (nohup, `&`) ignores SIGINT, and children inherit
+        # that; give the viewer the default a terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = proc.stdout.readline()
         assert "read-only" in first and first.rstrip().endswith(f"/experiments/{exp.id}")
