@@ -7,7 +7,7 @@ from torchslim.cli.main import main
 def test_compress_cli_quick(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["compress", "--model", "lenet5", "--params", "10%", "--quick", "--epochs", "1",
-               "--finetune-epochs", "1", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+               "--finetune-epochs", "1", "--algorithm", "netadapt", "--short-term-images", "0", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     assert report["met"] and report["compressed"]["params"] <= 0.1 * report["dense"]["params"]

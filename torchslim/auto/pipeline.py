@@ -32,7 +32,7 @@ Progress = Callable[[str], None]
 
 def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Module], float] | None = None,
              target: Mapping[str, Any] | None = None, train_fn: Callable[[nn.Module], Any] | None = None, *,
-             algorithm: str = "netadapt", algorithm_options: Mapping[str, Any] | None = None,
+             algorithm: str = "tuner", algorithm_options: Mapping[str, Any] | None = None,
              proxy: str | None = None, short_term_fn: Callable[[nn.Module], Any] | None = None,
              pruner: str = "l1", op_types: Sequence[str] = DEFAULT_OP_TYPES,
              exclude: Iterable[str] = (), max_sparsity: float = 0.9, latency_input: Any = None,
@@ -50,8 +50,9 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         structure-only runs (the search then uses a weight-magnitude proxy).
     target: budgets, e.g. ``{'latency_ms': '0.5x'}``, ``{'params': 2421}``, ``{'macs': '25%'}``.
     train_fn: ``fn(model)`` fine-tunes the shrunk model in place (optional).
-    algorithm: 'netadapt' (greedy), 'anneal', 'tuner' (AMC-style, on the experiment tuners;
-        ``algorithm_options={'tuner_name': 'TPE', 'trials': 30}``) or 'uniform'.
+    algorithm: 'tuner' (AMC-style, on the experiment tuners; ``algorithm_options={'tuner_name':
+        'TPE', 'trials': 30}``; the default: it beat uniform sparsity in benchmarks/auto_compress.py),
+        'netadapt' (greedy), 'anneal' or 'uniform'.
     proxy: how candidates are scored: 'evaluate' (``evaluate_fn`` on the masked model; the
         default when it is given), 'sensitivity' (single-layer drops added up) or 'magnitude'.
     short_term_fn: ``fn(masked_model)``, a short fine-tuning run before each candidate is

@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     budget.add_argument("--params", help="parameter budget, e.g. 2421 or 10%%")
     budget.add_argument("--macs", help="MACs budget, e.g. 25%%")
     budget.add_argument("--latency-ms", help="latency budget at --batch, e.g. 0.5x or 3.2")
-    parser.add_argument("--algorithm", default="netadapt", choices=["netadapt", "anneal", "tuner", "uniform"],
+    parser.add_argument("--algorithm", default="tuner", choices=["tuner", "netadapt", "anneal", "uniform"],
                         help="search (default: %(default)s)")
     parser.add_argument("--tuner", default="TPE", help="tuner for --algorithm tuner (default: %(default)s)")
     parser.add_argument("--trials", type=int, default=30, help="candidates for --algorithm tuner (default: %(default)s)")
