@@ -84,7 +84,7 @@ def latency_part(models: list[str], resolution: int, batch: int, threads: int) -
         result = compress(model, torch.randn(1, 3, resolution, resolution), None, {"latency_ms": "0.5x"},
                           latency_input=torch.randn(batch, 3, resolution, resolution), threads=threads,
                           progress=True)
-        final = result.rounds[-1]["measured"]
+        final = next(r for r in result.rounds if r.get("chosen"))["measured"]  # the build compress() kept
         rows.append({
             "model": name, "batch": batch, "resolution": resolution, "threads": threads, "budget_share": 0.5,
             "dense_ms": final["dense_latency"], "compressed_ms": final["latency"],
@@ -100,7 +100,8 @@ def latency_part(models: list[str], resolution: int, batch: int, threads: int) -
 
 def render(raw: dict) -> str:
     lines = ["# Auto-compression to a budget (`benchmarks/auto_compress.py`)", "",
-             f"Machine: {raw['machine']}.", *[f"- {part}: {note}" for part, note in raw.get('notes', {}).items()], ""]
+             *[f"- {part}: {raw.get('machines', {}).get(part, raw.get('machine'))}; {note}"
+               for part, note in raw.get('notes', {}).items()], ""]
     lenet = raw.get("lenet") or []
     if lenet:
         seeds = sorted({r["seed"] for r in lenet})
@@ -155,6 +156,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="2 seeds, 1 epoch, small inputs: a smoke run")
+    parser.add_argument("--quiet-machine", action="store_true", help="label the run as taken on a quiet machine")
     parser.add_argument("--note", default="", help="recorded with the results (e.g. machine load)")
     parser.add_argument("--render-only", action="store_true", help="re-render the .md from the saved JSON")
     args = parser.parse_args()
@@ -163,7 +165,13 @@ def main() -> None:
         torch.set_num_threads(1)
         if args.quick:
             args.seeds, args.epochs, args.finetune_epochs, args.resolution, args.batch = 2, 1, 1, 64, 8
-        raw["machine"] = machine(shared=True)
+        machines = raw.setdefault("machines", {})
+        old = raw.pop("machine", None)  # results from before per-part labels
+        for part in raw.get("notes", {}):
+            machines.setdefault(part, old)
+        for part in ("lenet", "latency"):
+            if args.part in ("all", part):
+                machines[part] = machine(shared=not args.quiet_machine)
         notes = raw.setdefault("notes", {})
         if args.part in ("all", "lenet"):
             raw["settings"] = {"epochs": args.epochs, "finetune_epochs": args.finetune_epochs}

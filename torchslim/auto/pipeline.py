@@ -278,12 +278,20 @@ def _check(bounds: Sequence[Any], measured: Mapping[str, float], tolerance: floa
 
 def _best_round(rounds: Sequence[Mapping[str, Any]], bounds: Sequence[Any], tolerance: float,
                 dense_table_ms: float | None) -> int:
-    """The build to keep: among those that meet every budget, the one that removed least
-    latency (closest to the budget); if none meets it, the one that came closest."""
+    """The build to keep: the one whose measured latency share is closest to its budget among
+    those within ``2 * tolerance`` of it and meeting every other budget; else, among those that
+    meet every budget, the one that removed least; else the one that came closest."""
     def share(r: Mapping[str, Any]) -> float:
         m = r["measured"]
         return m["latency"] / m["dense_latency"] if "latency" in m else 0.0
     meeting = [i for i, r in enumerate(rounds) if not _check(bounds, r["measured"], tolerance, dense_table_ms)[0]]
+    latency = next((b for b in bounds if b.metric == "latency"), None)
+    if latency is not None and dense_table_ms:
+        budget = latency.value / dense_table_ms
+        near = [i for i, r in enumerate(rounds) if abs(share(r) / budget - 1) <= 2 * tolerance
+                and not _check([b for b in bounds if b is not latency], r["measured"], tolerance, dense_table_ms)[0]]
+        if near:
+            return min(near, key=lambda i: abs(share(rounds[i]) / budget - 1))
     if meeting:
         return max(meeting, key=lambda i: share(rounds[i]))
     over = [i for i, r in enumerate(rounds) if "latency" in r["measured"]]
