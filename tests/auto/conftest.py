@@ -1,6 +1,5 @@
 import pytest
 import torch
-from torch.utils.data import Subset
 
 from torchslim.auto.mnist import mnist_splits
 from torchslim.models import LeNet5

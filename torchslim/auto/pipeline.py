@@ -8,7 +8,6 @@ searches again → fine-tune (``train_fn``) → optional int8 → :class:`AutoCo
 from __future__ import annotations
 
 import copy
-import inspect
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -186,13 +185,20 @@ def _pruner_class(pruner: str) -> type:
     return getattr(pruning, PRUNERS[pruner])
 
 
-def _prune(model: nn.Module, cost: CostModel, sparsity: np.ndarray, pruner: str) -> dict[str, Any]:
+def _attach(model: nn.Module, cost: CostModel, sparsity: np.ndarray, pruner: str) -> tuple[Any, dict[str, Any]]:
+    """Mask ``model`` to ``sparsity`` (masks stay attached); ``(pruner, masks)``, or ``(None, {})``."""
     config_list = cost.config_list(sparsity)
     if not config_list:
-        return {}
+        return None, {}
     instance = _pruner_class(pruner)(model, config_list)
     _, masks = instance.compress()
-    instance.unwrap_model()
+    return instance, masks
+
+
+def _prune(model: nn.Module, cost: CostModel, sparsity: np.ndarray, pruner: str) -> dict[str, Any]:
+    instance, masks = _attach(model, cost, sparsity, pruner)
+    if instance is not None:
+        instance.unwrap_model()
     return masks
 
 
@@ -202,13 +208,8 @@ def masked_scorer(dense: nn.Module, cost: CostModel, pruner: str, evaluate_fn: C
     fine-tuning (NetAdapt's short-term fine-tune: masks stay on while it trains)."""
     def score(s: np.ndarray) -> float:
         candidate = copy.deepcopy(dense)
-        config_list = cost.config_list(s)
-        if config_list:
-            instance = _pruner_class(pruner)(candidate, config_list)
-            instance.compress()
-            if short_term_fn is not None:
-                short_term_fn(candidate)
-        elif short_term_fn is not None:
+        _attach(candidate, cost, s, pruner)
+        if short_term_fn is not None:
             short_term_fn(candidate)
         candidate.eval()
         return float(evaluate_fn(candidate))

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports torch only when a command runs
+    import torch
 
 MNIST_MODELS = ("lenet", "lenet5")
 
