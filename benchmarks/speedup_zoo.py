@@ -31,7 +31,9 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -48,6 +50,7 @@ FIRST = ["mobilenet_v2", "efficientnet_b0", "mnasnet0_5", "shufflenet_v2_x0_5", 
          "resnet50", "vit_b_32", "densenet121", "regnet_x_400mf", "squeezenet1_0", "mobilenet_v3_small", "resnet18",
          "convnext_tiny", "swin_t", "maxvit_t", "vit_b_16", "resnext50_32x4d", "regnet_y_400mf", "efficientnet_v2_s"]
 TP_LIMIT_S = 300
+LEGACY_MACHINE = "x86_64, 2 CPU cores shared with other jobs, one torch thread per model, torch 2.14.1"
 
 
 def build(name: str):
@@ -175,7 +178,7 @@ def run_one(name: str) -> dict:
 
     from torchslim.utils.metrics import count_macs, count_params
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("ZOO_THREADS", "1")))
     torch.manual_seed(0)
     size = input_size(name)
     dense = build(name)
@@ -231,10 +234,13 @@ def render(data: dict) -> str:
         whole = sum(r[key] for r in rs)
         return f"{100 * total(rs, tool, key) / whole:.1f}%" if whole else "-"
 
+    machines = data.get("machines") or [data.get("machine", LEGACY_MACHINE)]
+    letter = {m: chr(ord("A") + i) for i, m in enumerate(machines)}
+    where = "; ".join(f"({letter[m]}) {m}" for m in machines)
     lines = [
         "## Speedup zoo: torchvision classification models, 30% of the output channels",
         "",
-        f"Written by `benchmarks/speedup_zoo.py` from `results/speedup_zoo.json`. {data['machine']}. "
+        f"Written by `benchmarks/speedup_zoo.py` from `results/speedup_zoo.json`. Ran on {where}. "
         "Random weights made trained-like (zero-initialised weights and biases re-drawn, norm scales and shifts "
         "spread, BatchNorm statistics calibrated on random batches). Both tools prune every Conv2d/Linear but the "
         f"classifier by 30%; Torch-Pruning {data.get('tp_version', '?')} with its torchvision recipe (classifier "
@@ -253,12 +259,12 @@ def render(data: dict) -> str:
         f"| {total(both, 'torch_pruning', 'tool_s'):.0f} |",
         "",
         "Per model: params and MACs kept (share of the dense model), tool time in s (one measurement per tool, "
-        "run one after the other on the shared machine: indicative only), torchslim's check (max |difference| "
-        "relative to the output's spread across inputs) and mutation self-test.",
+        "run one after the other on the same machine, column 'on': indicative only), torchslim's check "
+        "(max |difference| relative to the output's spread across inputs) and mutation self-test.",
         "",
         "| model | params (M) | torchslim params kept | TP params kept | torchslim MACs kept | TP MACs kept "
-        "| torchslim s | TP s | check | rel. diff | mutation caught |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| torchslim s | TP s | on | check | rel. diff | mutation caught |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in ran:
         o, t = r["torchslim"], r["torch_pruning"]
@@ -273,7 +279,8 @@ def render(data: dict) -> str:
         verdict = (f"{check.get('status')} | {check.get('relative', 0):.1e} | {o.get('mutation_caught')}"
                    if o.get("ok") else "failed | - | -")
         lines.append(f"| {r['model']} | {r['params'] / 1e6:.1f} | {kept(o, 'params')} | {kept(t, 'params')} "
-                     f"| {kept(o, 'macs')} | {kept(t, 'macs')} | {secs(o)} | {secs(t)} | {verdict} |")
+                     f"| {kept(o, 'macs')} | {kept(t, 'macs')} | {secs(o)} | {secs(t)} "
+                     f"| {letter.get(r.get('machine', LEGACY_MACHINE), '?')} | {verdict} |")
     failures = [(r["model"], tool, r[tool]["error"]) for r in ran for tool in ("torchslim", "torch_pruning")
                 if not r[tool].get("ok")]
     if failures:
@@ -285,11 +292,22 @@ def render(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def machine_label(jobs: int, threads: int = 1) -> str:
+    """Where a row ran: sizes are machine-independent, tool times are not."""
+    import torch
+
+    busy = f", {jobs} models at once" if jobs > 1 else ""
+    per_model = "one torch thread" if threads == 1 else f"{threads} torch threads"
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores{busy}, {per_model} per model, "
+            f"torch {torch.__version__.split('+')[0]}")
+
+
 def write_outputs(names: list[str]) -> None:
     rows = load_rows()
     done = {r["model"] for r in rows}
     tp_version = next((r["torch_pruning"].get("version") for r in rows if r.get("torch_pruning", {}).get("ok")), "?")
-    data = {"machine": f"{platform.machine()}, 2 CPU cores shared with other jobs, one torch thread per model",
+    machines = sorted({r.get("machine", LEGACY_MACHINE) for r in rows})
+    data = {"machines": machines,
             "tp_version": tp_version, "ratio": RATIO, "rows": rows, "not_done": [n for n in names if n not in done]}
     (RESULTS / "speedup_zoo.json").write_text(json.dumps(data, indent=1))
     (RESULTS / "speedup_zoo.md").write_text(render(data))
@@ -303,6 +321,9 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--render", action="store_true", help="only render the JSON and markdown from rows so far")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per model")
+    parser.add_argument("--jobs", type=int, default=1, help="models run at once")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
+    parser.add_argument("--include-big", action="store_true", help=f"also run {', '.join(TOO_BIG)}")
     args = parser.parse_args()
     if args.one:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -318,11 +339,14 @@ def main() -> None:
     if args.fresh and ROWS.exists():
         ROWS.unlink()
     if not args.render:
-        done = {r["model"] for r in load_rows() if "crashed" not in r}
-        env = dict(os.environ, PYTHONPATH=str(HERE.parent), OMP_WAIT_POLICY="PASSIVE")
-        for name in [n for n in names if n not in done]:
+        done = {r["model"] for r in load_rows() if "crashed" not in r and not (args.include_big and "skipped" in r)}
+        path = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH", "")) if p)
+        env = dict(os.environ, PYTHONPATH=path, OMP_WAIT_POLICY="PASSIVE", ZOO_THREADS=str(args.threads))
+        lock = threading.Lock()
+
+        def one(name: str) -> None:
             t0 = time.perf_counter()
-            if name in TOO_BIG:
+            if name in TOO_BIG and not args.include_big:
                 row = {"model": name, "skipped": f"too big for this machine ({TOO_BIG[name]})"}
             else:
                 try:
@@ -334,13 +358,19 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     row = {"model": name, "crashed": f"timeout after {args.timeout} s"}
             row["wall_s"] = time.perf_counter() - t0
-            with ROWS.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            row["machine"] = machine_label(args.jobs, args.threads)
             o, t = row.get("torchslim", {}), row.get("torch_pruning", {})
-            print(f"{name}: torchslim ok={o.get('ok')} check={o.get('check', {}).get('status')} "
-                  f"mutation caught={o.get('mutation_caught')} | torch-pruning ok={t.get('ok')} "
-                  f"({row['wall_s']:.0f} s)", flush=True)
-            write_outputs(names)
+            with lock:  # rows are appended whole, so a kill loses at most the models in flight
+                with ROWS.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                print(f"{name}: torchslim ok={o.get('ok')} check={o.get('check', {}).get('status')} "
+                      f"mutation caught={o.get('mutation_caught')} | torch-pruning ok={t.get('ok')} "
+                      f"({row['wall_s']:.0f} s)", flush=True)
+                write_outputs(names)
+
+        todo = [n for n in names if n not in done]
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            list(pool.map(one, todo))
     write_outputs(names)
 
 
