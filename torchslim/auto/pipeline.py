@@ -38,7 +38,7 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
              threads: int = 2, latency_rounds: int = 3, tolerance: float = 0.05, max_rounds: int = 3,
              quantize: bool = False, calibration_data: Iterable[Any] | None = None,
              cache_dir: str | Path | None = None, progress: bool | Progress = False,
-             seed: int = 0) -> AutoCompressResult:
+             seed: int = 0, experiment: Any = None, ray: bool | str | None = None) -> AutoCompressResult:
     """Search per-layer sparsities that meet ``target``, then prune, speed up and fine-tune.
 
     Parameters
@@ -63,6 +63,12 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         or ``(input, target)`` batches).
     cache_dir: where latency tables and sensitivity analyses are cached.
     progress: True prints stage lines; or a callable receiving them.
+    experiment: a :class:`~torchslim.auto.experiment.CompressExperiment`: every candidate is a
+        trial in its store (web UI, ``torchslim experiment status``); candidates already stored
+        are read back, not evaluated again, so a killed run resumes where it stopped. Caches
+        go to its folder unless ``cache_dir`` is given; the result is saved there too.
+    ray: evaluate candidates as Ray tasks (True: a local Ray or the one ``ray.init`` found;
+        a string: the cluster address); needs ``pip install 'torchslim[ray]'``.
     """
     say = _reporter(progress)
     t_start = time.perf_counter()
@@ -82,7 +88,19 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         raise ConfigError("quantize=True needs calibration_data (an iterable of input batches)")
     search = get_search(algorithm)
     latency_input = example_input if latency_input is None else latency_input
+    if experiment is not None and cache_dir is None:
+        cache_dir = experiment.folder / "cache"
     cache = Path(cache_dir) if cache_dir is not None else None
+    if experiment is not None and experiment.store is None:
+        with experiment:  # holds the experiment's lock and records its status
+            result = compress(model, example_input, evaluate_fn, target, train_fn, algorithm=algorithm,
+                              algorithm_options=algorithm_options, proxy=proxy, short_term_fn=short_term_fn,
+                              pruner=pruner, op_types=op_types, exclude=exclude, max_sparsity=max_sparsity,
+                              latency_input=latency_input, threads=threads, latency_rounds=latency_rounds,
+                              tolerance=tolerance, max_rounds=max_rounds, quantize=quantize,
+                              calibration_data=calibration_data, cache_dir=cache, progress=progress,
+                              seed=seed, experiment=experiment, ray=ray)
+        return result
 
     dense = copy.deepcopy(model).eval()
     say("analysing the model (units, cost model)")
@@ -106,6 +124,12 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
 
     score_masked = (masked_scorer(dense, cost, pruner, evaluate_fn, short_term_fn)
                     if evaluate_fn is not None else None)
+    remote = None
+    if ray and score_masked is not None:
+        from torchslim.auto.remote import RayScorer
+
+        say("evaluating candidates on Ray")
+        score_masked = remote = RayScorer(score_masked, None if ray is True else str(ray))
     sens = None
     if proxy == "sensitivity":
         say("sensitivity analysis (one unit at a time)")
@@ -119,30 +143,41 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         score = _magnitude_scorer(dense, cost)
 
     problem = Problem(len(cost.units), costs, bounds, score, max_sparsity, key=lambda s: tuple(cost.keep_fractions(s)))
+    if experiment is not None:
+        metrics = [b.metric for b in bounds] + [m for m in costs(np.zeros(len(cost.units))) if m not in spec.metrics]
+        experiment.bind([u.name for u in cost.units], problem.key, "accuracy" if proxy == "evaluate" else "score",
+                        list(dict.fromkeys(metrics)), max_sparsity)
+        problem.record = experiment.score
+        say(f"experiment {experiment.id}: {len(experiment.known)} candidates stored before "
+            f"(read back, not evaluated again); web UI: torchslim experiment view {experiment.id}")
     options = dict(algorithm_options or {})
     options.setdefault("seed", seed)
     options.setdefault("widths", [u.channels for u in cost.units])
     rounds: list[dict[str, Any]] = []
     built: list[tuple[nn.Module, dict[str, Any] | None, np.ndarray]] = []
-    for round_index in range(max_rounds):
-        say(f"search ({algorithm}, round {round_index + 1})")
-        sparsity = search(problem, **options)
-        predicted = costs(sparsity)
-        say("pruning and speeding up: " + ", ".join(f"{d['unit']} {d['channels']}→{d['kept']}"
-                                                    for d in cost.describe(sparsity)))
-        slim, speedup_report = _build(dense, cost, sparsity, pruner, example_input)
-        measured = {"params": float(count_params(slim)), "macs": float(count_macs(slim, example_input))}
-        if table is not None:
-            dense_ms, slim_ms = _paired_latency(dense, slim, latency_input, threads, latency_rounds)
-            measured["latency"] = slim_ms
-            measured["dense_latency"] = dense_ms
-        rounds.append({"sparsity": [float(v) for v in sparsity], "predicted": predicted, "measured": measured})
-        built.append((slim, speedup_report, sparsity))
-        over, under = _check(bounds, measured, tolerance, table.dense_ms if table is not None else None)
-        if table is None or not (over or under) or round_index == max_rounds - 1:
-            break
-        say(f"measured {', '.join(over + under)}: re-calibrating the latency table and searching again")
-        table.calibrate(sparsity, measured["latency"] / measured["dense_latency"])
+    try:
+        for round_index in range(max_rounds):
+            say(f"search ({algorithm}, round {round_index + 1})")
+            sparsity = search(problem, **options)
+            predicted = costs(sparsity)
+            say("pruning and speeding up: " + ", ".join(f"{d['unit']} {d['channels']}→{d['kept']}"
+                                                        for d in cost.describe(sparsity)))
+            slim, speedup_report = _build(dense, cost, sparsity, pruner, example_input)
+            measured = {"params": float(count_params(slim)), "macs": float(count_macs(slim, example_input))}
+            if table is not None:
+                dense_ms, slim_ms = _paired_latency(dense, slim, latency_input, threads, latency_rounds)
+                measured["latency"] = slim_ms
+                measured["dense_latency"] = dense_ms
+            rounds.append({"sparsity": [float(v) for v in sparsity], "predicted": predicted, "measured": measured})
+            built.append((slim, speedup_report, sparsity))
+            over, under = _check(bounds, measured, tolerance, table.dense_ms if table is not None else None)
+            if table is None or not (over or under) or round_index == max_rounds - 1:
+                break
+            say(f"measured {', '.join(over + under)}: re-calibrating the latency table and searching again")
+            table.calibrate(sparsity, measured["latency"] / measured["dense_latency"])
+    finally:
+        if remote is not None:
+            remote.close()
     chosen = _best_round(rounds, bounds, tolerance, table.dense_ms if table is not None else None)
     slim, speedup_report, sparsity = built[chosen]
     rounds[chosen]["chosen"] = True
@@ -167,6 +202,8 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         latency_table=table.to_dict() if table is not None else None, algorithm=algorithm, proxy=proxy,
         seconds=time.perf_counter() - t_start)
     say(result.headline())
+    if experiment is not None:
+        experiment.finish(result)
     return result
 
 

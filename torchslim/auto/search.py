@@ -29,6 +29,9 @@ class Problem:
     max_sparsity: float = 0.9
     key: Callable[[np.ndarray], tuple] = lambda s: tuple(np.round(s, 4))
     history: list[dict[str, Any]] = field(default_factory=list)
+    # ``record(s, source, costs, compute) -> score``: where scores are kept (an experiment's
+    # store: candidates scored before are read back); None computes them here
+    record: Callable[[np.ndarray, str, dict[str, float], Callable[[], float]], float] | None = None
     _scores: dict[tuple, float] = field(default_factory=dict)
 
     def excess(self, s: np.ndarray) -> float:
@@ -39,7 +42,10 @@ class Problem:
     def evaluate(self, s: np.ndarray, source: str) -> float:
         k = self.key(s)
         if k not in self._scores:
-            self._scores[k] = float(self.score(s))
+            if self.record is None:
+                self._scores[k] = float(self.score(s))
+            else:
+                self._scores[k] = float(self.record(s, source, self.cost(s), lambda: self.score(s)))
             self.history.append({"sparsity": [float(v) for v in s], "score": self._scores[k],
                                  "source": source, **self.cost(s)})
         return self._scores[k]
@@ -181,7 +187,7 @@ def tuner(problem: Problem, *, trials: int = 30, tuner_name: str = "TPE", seed: 
         params, _raw = proposal
         candidate = problem.scale(np.array([params[f"u{i}"] for i in range(problem.n_units)]))
         score = problem.evaluate(candidate, f"tuner:{tuner_name}")
-        engine.receive(sequence, score)
+        engine.receive(sequence, score if math.isfinite(score) else None)  # -inf: a failed candidate
         if score > best_score:
             best, best_score = candidate, score
     return best
