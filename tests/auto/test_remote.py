@@ -1,0 +1,103 @@
+"""Candidates scored as Ray tasks: the dispatch (a stand-in ``ray`` module that pickles what a
+real one would ship), and, with TORCHSLIM_TEST_RAY=1, a real local Ray (about 30 s)."""
+from __future__ import annotations
+
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from torchslim.auto import compress
+from torchslim.auto.mnist import accuracy_on
+from torchslim.auto.remote import RayScorer
+from torchslim.errors import MissingDependencyError
+
+
+class FakeRay(types.ModuleType):
+    """What RayScorer uses of ``ray``; objects go through cloudpickle as to a worker."""
+
+    def __init__(self) -> None:
+        super().__init__("ray")
+        self.pickle = pytest.importorskip("cloudpickle")  # what Ray ships objects with
+        self.initialised = False
+        self.init_args: dict = {}
+        self.tasks: list[tuple] = []
+
+    def is_initialized(self) -> bool:
+        return self.initialised
+
+    def init(self, **kwargs) -> None:
+        self.initialised, self.init_args = True, kwargs
+
+    def shutdown(self) -> None:
+        self.initialised = False
+
+    def put(self, value):
+        return self.pickle.dumps(value)
+
+    def get(self, ref):
+        return ref
+
+    def remote(self, **options):
+        fake = self
+
+        class Task:
+            def __init__(self, fn, opts=None):
+                self.fn, self.opts = fn, opts or {}
+
+            def options(self, **opts):
+                return Task(self.fn, opts)
+
+            def remote(self, ref, s):
+                fake.tasks.append((self.opts, s))
+                fn = fake.pickle.loads(fake.pickle.dumps(self.fn))
+                return fn(fake.pickle.loads(ref), fake.pickle.loads(fake.pickle.dumps(s)))
+        return lambda fn: Task(fn)
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    return fake
+
+
+def test_candidates_are_shipped_to_ray_tasks_and_score_as_locally(fake_ray, trained_lenet5, mnist_small):
+    evaluate = accuracy_on(torch.utils.data.Subset(mnist_small[1], range(100)))
+    example = torch.randn(1, 1, 28, 28)
+    options = {"algorithm": "tuner", "algorithm_options": {"trials": 3}}
+    remote = compress(trained_lenet5, example, evaluate, {"params": 2421}, ray=True, **options)
+    assert not fake_ray.initialised  # the Ray it started is shut down
+    assert fake_ray.init_args["address"] is None and "PYTHONPATH" in fake_ray.init_args["runtime_env"]["env_vars"]
+    assert len(fake_ray.tasks) == len(remote.history) and fake_ray.tasks[0][0] == {"num_cpus": 1, "num_gpus": 0}
+    local = compress(trained_lenet5, example, evaluate, {"params": 2421}, **options)
+    assert [h["score"] for h in remote.history] == [h["score"] for h in local.history]
+    assert [u["kept"] for u in remote.units] == [u["kept"] for u in local.units]
+
+
+def test_a_cluster_ray_is_joined_and_left_running(fake_ray):
+    fake_ray.initialised = True  # the user's ray.init(address=...) came first
+    with RayScorer(lambda s: float(np.sum(s)), "10.0.0.1:6379") as scorer:
+        assert scorer(np.array([0.25, 0.5])) == 0.75
+    assert fake_ray.initialised and fake_ray.init_args == {}
+
+
+def test_without_ray_the_message_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'torchslim\[ray\]'"):
+        RayScorer(lambda s: 0.0)
+
+
+@pytest.mark.skipif(os.environ.get("TORCHSLIM_TEST_RAY") != "1", reason="a real local Ray takes ~30 s: "
+                    "set TORCHSLIM_TEST_RAY=1")
+def test_real_local_ray(trained_lenet5, mnist_small):
+    pytest.importorskip("ray")
+    evaluate = accuracy_on(torch.utils.data.Subset(mnist_small[1], range(100)))
+    example = torch.randn(1, 1, 28, 28)
+    options = {"algorithm": "tuner", "algorithm_options": {"trials": 2}}
+    remote = compress(trained_lenet5, example, evaluate, {"params": 2421}, ray=True, **options)
+    local = compress(trained_lenet5, example, evaluate, {"params": 2421}, **options)
+    assert [h["score"] for h in remote.history] == [h["score"] for h in local.history]
