@@ -25,6 +25,7 @@ class FakeRay(types.ModuleType):
         self.initialised = False
         self.init_args: dict = {}
         self.tasks: list[tuple] = []
+        self.events: list[str] = []
 
     def is_initialized(self) -> bool:
         return self.initialised
@@ -39,7 +40,9 @@ class FakeRay(types.ModuleType):
         return self.pickle.dumps(value)
 
     def get(self, ref):
-        return ref
+        self.events.append("get")
+        fn, value, s = ref
+        return fn(self.pickle.loads(value), self.pickle.loads(s))
 
     def remote(self, **options):
         fake = self
@@ -51,10 +54,10 @@ class FakeRay(types.ModuleType):
             def options(self, **opts):
                 return Task(self.fn, opts)
 
-            def remote(self, ref, s):
+            def remote(self, ref, s):  # a task runs when its result is asked for
                 fake.tasks.append((self.opts, s))
-                fn = fake.pickle.loads(fake.pickle.dumps(self.fn))
-                return fn(fake.pickle.loads(ref), fake.pickle.loads(fake.pickle.dumps(s)))
+                fake.events.append("submit")
+                return fake.pickle.loads(fake.pickle.dumps(self.fn)), ref, fake.pickle.dumps(s)
         return lambda fn: Task(fn)
 
 
@@ -101,3 +104,20 @@ def test_real_local_ray(trained_lenet5, mnist_small):
     remote = compress(trained_lenet5, example, evaluate, {"params": 2421}, ray=True, **options)
     local = compress(trained_lenet5, example, evaluate, {"params": 2421}, **options)
     assert [h["score"] for h in remote.history] == [h["score"] for h in local.history]
+
+
+def test_concurrent_candidates_are_submitted_together_and_recorded(fake_ray, tmp_path, trained_lenet5, mnist_small):
+    from torchslim.auto.experiment import CompressExperiment
+    from torchslim.experiment import store as st
+
+    evaluate = accuracy_on(torch.utils.data.Subset(mnist_small[1], range(100)))
+    exp = CompressExperiment.open({"concurrency": 3}, "batch", tmp_path)
+    result = compress(trained_lenet5, torch.randn(1, 1, 28, 28), evaluate, {"params": 2421}, algorithm="tuner",
+                      algorithm_options={"trials": 6, "concurrency": 3}, ray=True, experiment=exp)
+    # uniform first (alone), then the tuner's proposals three at a time
+    runs = "".join("s" if e == "submit" else "g" for e in fake_ray.events)
+    assert runs.startswith("sg") and "sssggg" in runs, runs
+    with st.ExperimentStore(exp.folder / st.DB_NAME, readonly=True) as store:
+        trials = store.trials()
+    assert len(trials) == len(result.history) == len(fake_ray.tasks)
+    assert all(t.status == st.SUCCEEDED and t.attempts == 1 for t in trials)

@@ -172,6 +172,11 @@ class CompressExperiment:
         for rec in self.store.trials(with_intermediate=False):
             self.known[key(np.asarray(rec.raw["sparsity"], dtype=float))] = rec
 
+    def has(self, s: np.ndarray) -> bool:
+        """Whether candidate ``s`` has a stored outcome (it will not be evaluated again)."""
+        rec = self.known.get(self.key(s))
+        return rec is not None and rec.status in (st.SUCCEEDED, st.FAILED)
+
     def score(self, s: np.ndarray, source: str, costs: Mapping[str, float],
               compute: Callable[[], float]) -> float:
         """The score of candidate ``s``: read back from the store, or computed and recorded
@@ -179,7 +184,7 @@ class CompressExperiment:
         assert self.store is not None, "use the experiment as a context manager"
         k = self.key(s)
         rec = self.known.get(k)
-        if rec is not None and rec.status in (st.SUCCEEDED, st.FAILED):
+        if self.has(s):
             self.reused += 1
             return float(rec.value) if rec.status == st.SUCCEEDED and rec.value is not None else -math.inf
         if rec is None:

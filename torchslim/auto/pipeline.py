@@ -50,7 +50,7 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
     target: budgets, e.g. ``{'latency_ms': '0.5x'}``, ``{'params': 2421}``, ``{'macs': '25%'}``.
     train_fn: ``fn(model)`` fine-tunes the shrunk model in place (optional).
     algorithm: 'tuner' (AMC-style, on the experiment tuners; ``algorithm_options={'tuner_name':
-        'TPE', 'trials': 30}``; the default: it beat uniform sparsity in benchmarks/auto_compress.py),
+        'TPE', 'trials': 30, 'concurrency': 1}``; the default: it beat uniform sparsity in benchmarks/auto_compress.py),
         'netadapt' (greedy), 'anneal' or 'uniform'.
     proxy: how candidates are scored: 'evaluate' (``evaluate_fn`` on the masked model; the
         default when it is given), 'sensitivity' (single-layer drops added up) or 'magnitude'.
@@ -147,9 +147,11 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         metrics = [b.metric for b in bounds] + [m for m in costs(np.zeros(len(cost.units))) if m not in spec.metrics]
         experiment.bind([u.name for u in cost.units], problem.key, "accuracy" if proxy == "evaluate" else "score",
                         list(dict.fromkeys(metrics)), max_sparsity)
-        problem.record = experiment.score
+        problem.record, problem.stored = experiment.score, experiment.has
         say(f"experiment {experiment.id}: {len(experiment.known)} candidates stored before "
             f"(read back, not evaluated again); web UI: torchslim experiment view {experiment.id}")
+    if remote is not None and proxy == "evaluate":
+        problem.submit = remote.submit
     options = dict(algorithm_options or {})
     options.setdefault("seed", seed)
     options.setdefault("widths", [u.channels for u in cost.units])

@@ -3,9 +3,10 @@
 The scorer (the dense model, the cost model and the user's ``evaluate_fn`` /
 ``short_term_fn`` with whatever data they close over) is put in Ray's object store once;
 each candidate is then one task on whichever node has a free CPU (or GPU, with
-``num_gpus``). The search itself stays in this process and sequential, so the searched
-sparsities are those of a local run; what moves to the cluster is the expensive part,
-the short-term fine-tune and evaluation of each masked candidate.
+``num_gpus``). The search itself stays in this process: what moves to the cluster is the expensive part,
+the short-term fine-tune and evaluation of each masked candidate. The tuner search with
+``concurrency`` k proposes k candidates before it learns their scores, and they run as k
+tasks at once; with k = 1 the searched sparsities are those of a local run.
 """
 from __future__ import annotations
 
@@ -40,8 +41,13 @@ class RayScorer:
         self.calls = 0
 
     def __call__(self, s: np.ndarray) -> float:
+        return self.submit(s)()
+
+    def submit(self, s: np.ndarray) -> Callable[[], float]:
+        """Start scoring ``s`` as a task; returns the call that waits for its score."""
         self.calls += 1
-        return float(self.ray.get(self.task.remote(self.ref, np.asarray(s, dtype=float))))
+        ref = self.task.remote(self.ref, np.asarray(s, dtype=float))
+        return lambda: float(self.ray.get(ref))
 
     def close(self) -> None:
         """Shut down the Ray this scorer started (a cluster it joined is left running)."""

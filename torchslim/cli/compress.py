@@ -62,13 +62,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                         help="evaluate candidates as Ray tasks (no ADDRESS: a local Ray; 'auto' or HOST:PORT: "
                              "a cluster); needs pip install 'torchslim[ray]'")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="--algorithm tuner: candidates proposed (and, with --ray, scored) at once "
+                             "(NNI's trialConcurrency; default: %(default)s)")
     parser.set_defaults(func=run)
 
 
 # what defines a search: a stored experiment is continued only with the same values
 SETTINGS = ("model", "params", "macs", "latency_ms", "algorithm", "tuner", "trials", "proxy", "short_term_images",
             "pruner", "max_sparsity", "exclude", "weights", "epochs", "finetune_epochs", "distill", "int8",
-            "input_shape", "batch", "threads", "seed", "quick")
+            "input_shape", "batch", "threads", "seed", "quick", "concurrency")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,7 +165,8 @@ def _run(args: argparse.Namespace, experiment) -> int:
     try:
         result = compress(
             model, example, evaluate_fn, target, train_fn, algorithm=args.algorithm,
-            algorithm_options={"tuner_name": args.tuner, "trials": args.trials} if args.algorithm == "tuner" else None,
+            algorithm_options={"tuner_name": args.tuner, "trials": args.trials, "concurrency": args.concurrency}
+            if args.algorithm == "tuner" else None,
             proxy=args.proxy, short_term_fn=short_term_fn, pruner=args.pruner, exclude=args.exclude, max_sparsity=args.max_sparsity,
             latency_input=torch.randn(args.batch, *shape[1:]), threads=args.threads, quantize=args.int8,
             calibration_data=calibration, progress=progress, seed=args.seed, experiment=experiment,
