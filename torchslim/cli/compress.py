@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the CLI imports torch only when a command runs
     import torch
 
+    from torchslim.auto.experiment import CompressExperiment
+
 MNIST_MODELS = ("lenet", "lenet5")
 CACHE_DIR = ".torchslim-cache"
 
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"torchslim compress: {exc}") from None
 
 
-def _experiment(args: argparse.Namespace):  # -> CompressExperiment | None
+def _experiment(args: argparse.Namespace) -> "CompressExperiment | None":
+    """The experiment --experiment / --resume name (settings read back for --resume), or None."""
     if args.experiment is None and args.resume is None:
         return None
     from torchslim.auto.experiment import CompressExperiment
@@ -114,7 +117,7 @@ def _experiment(args: argparse.Namespace):  # -> CompressExperiment | None
     return experiment
 
 
-def _run(args: argparse.Namespace, experiment) -> int:
+def _run(args: argparse.Namespace, experiment: "CompressExperiment | None") -> int:
     import torch
 
     from torchslim.auto import compress
