@@ -49,6 +49,7 @@ class CompressExperiment:
         self.key: Callable[[np.ndarray], tuple] = lambda s: tuple(np.round(s, 4))
         self.units: list[str] = []
         self.objectives: list[dict[str, str]] = []
+        self.say: Callable[[str], None] = lambda line: None  # compress() sets its progress display
         self.evaluated = 0  # candidates this process scored (the rest came from the store)
         self.reused = 0
         self._started = time.monotonic()
@@ -200,11 +201,14 @@ class CompressExperiment:
             value = float(compute())
         except Exception as exc:  # noqa: BLE001 - a trial can fail; the search does not die of it
             self.store.trial_finished(seq, st.FAILED, None, 1, f"{type(exc).__name__}: {exc}")
+            self.say(f"trial_{seq:04d} ({source}) FAILED: {type(exc).__name__}: {exc}")
             value = -math.inf
         else:
             metric = {"default": value, self.objectives[0]["name"]: value,
                       **{_METRIC_NAMES.get(m, m): float(v) for m, v in costs.items()}}
             self.store.trial_finished(seq, st.SUCCEEDED, metric, 0)
+            self.say(f"trial_{seq:04d} ({source}): {self.objectives[0]['name']} {value:.2f}, "
+                     + ", ".join(f"{_METRIC_NAMES.get(m, m)} {v:,.4g}" for m, v in costs.items()))
         self.known[k] = self.store.trials(sequences=[seq], with_intermediate=False)[0]
         self._heartbeat()
         return value

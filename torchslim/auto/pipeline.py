@@ -148,6 +148,7 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         experiment.bind([u.name for u in cost.units], problem.key, "accuracy" if proxy == "evaluate" else "score",
                         list(dict.fromkeys(metrics)), max_sparsity)
         problem.record, problem.stored = experiment.score, experiment.has
+        experiment.say = say
         say(f"experiment {experiment.id}: {len(experiment.known)} candidates stored before "
             f"(read back, not evaluated again); web UI: torchslim experiment view {experiment.id}")
     if remote is not None and proxy == "evaluate":
