@@ -57,6 +57,7 @@ def test_resumed_search_reads_stored_candidates_and_ends_as_uninterrupted(tmp_pa
     metric = ref_trials[0].metric
     assert {"accuracy", "params", "macs"} <= set(metric) and metric["default"] == metric["accuracy"]
     assert [o["name"] for o in info["config"]["objectives"]] == ["accuracy", "params", "macs"]
+    assert info["config"]["tuner"] == "TPE" and set(info["config"]["search_space"]) == set(ref_trials[0].parameters)
     assert (ref.folder / "result" / "report.json").is_file()
 
     # a run that dies while scoring its 4th candidate ...

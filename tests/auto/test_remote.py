@@ -96,8 +96,12 @@ def test_without_ray_the_message_names_the_extra(monkeypatch):
 
 @pytest.mark.skipif(os.environ.get("TORCHSLIM_TEST_RAY") != "1", reason="a real local Ray takes ~30 s: "
                     "set TORCHSLIM_TEST_RAY=1")
-def test_real_local_ray(trained_lenet5, mnist_small):
+def test_real_local_ray(trained_lenet5, mnist_small, monkeypatch, tmp_path):
     pytest.importorskip("ray")
+    # a local ray.init() otherwise turns on token auth for this process and saves a token in
+    # ~/.ray, which later `ray start --head` clusters (tests/experiment/test_ray.py) pick up
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("HOME", str(tmp_path))
     evaluate = accuracy_on(torch.utils.data.Subset(mnist_small[1], range(100)))
     example = torch.randn(1, 1, 28, 28)
     options = {"algorithm": "tuner", "algorithm_options": {"trials": 2}}

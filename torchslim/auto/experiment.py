@@ -158,9 +158,9 @@ class CompressExperiment:
         return self._elapsed_before + time.monotonic() - self._started
 
     def bind(self, units: Sequence[str], key: Callable[[np.ndarray], tuple], score_name: str,
-             metrics: Sequence[str], max_sparsity: float) -> None:
-        """Called by ``compress()`` once the units are known: the search space and objectives
-        the web UI shows, and the stored candidates by their key."""
+             metrics: Sequence[str], max_sparsity: float, search: str = "TPE") -> None:
+        """Called by ``compress()`` once the units are known: the search space, objectives and
+        search (the web UI's "tuner") it shows, and the stored candidates by their key."""
         assert self.store is not None, "use the experiment as a context manager"
         self.units, self.key = list(units), key
         self.objectives = [{"name": score_name, "direction": "maximize"},
@@ -168,6 +168,7 @@ class CompressExperiment:
         config = self.store.experiment()["config"]
         config["search_space"] = {u: {"_type": "uniform", "_value": [0.0, max_sparsity]} for u in self.units}
         config["objectives"] = self.objectives
+        config["tuner"] = search  # the tuner's name, or netadapt / anneal / uniform
         self.store.update_experiment(config=config)
         self.known = {}
         for rec in self.store.trials(with_intermediate=False):

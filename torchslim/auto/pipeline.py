@@ -143,19 +143,20 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         score = _magnitude_scorer(dense, cost)
 
     problem = Problem(len(cost.units), costs, bounds, score, max_sparsity, key=lambda s: tuple(cost.keep_fractions(s)))
-    if experiment is not None:
-        metrics = [b.metric for b in bounds] + [m for m in costs(np.zeros(len(cost.units))) if m not in spec.metrics]
-        experiment.bind([u.name for u in cost.units], problem.key, "accuracy" if proxy == "evaluate" else "score",
-                        list(dict.fromkeys(metrics)), max_sparsity)
-        problem.record, problem.stored = experiment.score, experiment.has
-        experiment.say = say
-        say(f"experiment {experiment.id}: {len(experiment.known)} candidates stored before "
-            f"(read back, not evaluated again); web UI: torchslim experiment view {experiment.id}")
     if remote is not None and proxy == "evaluate":
         problem.submit = remote.submit
     options = dict(algorithm_options or {})
     options.setdefault("seed", seed)
     options.setdefault("widths", [u.channels for u in cost.units])
+    if experiment is not None:
+        metrics = [b.metric for b in bounds] + [m for m in costs(np.zeros(len(cost.units))) if m not in spec.metrics]
+        experiment.bind([u.name for u in cost.units], problem.key, "accuracy" if proxy == "evaluate" else "score",
+                        list(dict.fromkeys(metrics)), max_sparsity,
+                        options.get("tuner_name", "TPE") if search.__name__ == "tuner" else search.__name__)
+        problem.record, problem.stored = experiment.score, experiment.has
+        experiment.say = say
+        say(f"experiment {experiment.id}: {len(experiment.known)} candidates stored before "
+            f"(read back, not evaluated again); web UI: torchslim experiment view {experiment.id}")
     rounds: list[dict[str, Any]] = []
     built: list[tuple[nn.Module, dict[str, Any] | None, np.ndarray]] = []
     try:
