@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from torchslim.auto.target import Target
 from torchslim.auto.units import DEFAULT_OP_TYPES, CostModel
 from torchslim.errors import ConfigError
 from torchslim.utils.metrics import count_macs, count_params, measure_latency
+
+if TYPE_CHECKING:
+    from torchslim.auto.experiment import CompressExperiment
 
 PRUNERS = {"l1": "L1NormPruner", "l2": "L2NormPruner", "fpgm": "FPGMPruner"}
 PROXIES = ("evaluate", "sensitivity", "magnitude")
@@ -38,7 +41,8 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
              threads: int = 2, latency_rounds: int = 3, tolerance: float = 0.05, max_rounds: int = 3,
              quantize: bool = False, calibration_data: Iterable[Any] | None = None,
              cache_dir: str | Path | None = None, progress: bool | Progress = False,
-             seed: int = 0, experiment: Any = None, ray: bool | str | None = None) -> AutoCompressResult:
+             seed: int = 0, experiment: "CompressExperiment | None" = None,
+             ray: bool | str | None = None) -> AutoCompressResult:
     """Search per-layer sparsities that meet ``target``, then prune, speed up and fine-tune.
 
     Parameters
