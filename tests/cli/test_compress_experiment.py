@@ -111,6 +111,9 @@ def test_kill9_resume_and_web_ui(tmp_path, capsys):
     assert all({"accuracy", "params", "macs"} <= set(t["value"]) for t in listed)
     assert (db.parent / "result" / "report.json").is_file()
 
+    # --resume does not silently drop an option that would change the search
+    with pytest.raises(SystemExit, match=r"--trials 9 \(stored: 8\)"):
+        main(["compress", "--resume", "k1", "--trials", "9", "--experiments-dir", str(exps)])
     # once done, the same command only shows the stored result
     assert main([*ARGS, "--experiment", "k1", "--experiments-dir", str(exps)]) == 0
     assert "experiment k1 is done" in capsys.readouterr().out

@@ -67,7 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--concurrency", type=int, default=1,
                         help="--algorithm tuner: candidates proposed (and, with --ray, scored) at once "
                              "(NNI's trialConcurrency; default: %(default)s)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, _compress_parser=parser)
 
 
 # what defines a search: a stored experiment is continued only with the same values
@@ -106,7 +106,15 @@ def _experiment(args: argparse.Namespace) -> "CompressExperiment | None":
     if args.resume is not None:
         if args.experiment:
             raise ConfigError("give --experiment ID or --resume ID, not both")
-        for key, value in CompressExperiment.stored_settings(args.resume, args.experiments_dir).items():
+        stored = CompressExperiment.stored_settings(args.resume, args.experiments_dir)
+        given = {k: getattr(args, k) for k in SETTINGS if getattr(args, k) != args._compress_parser.get_default(k)}
+        clash = {k: v for k, v in given.items() if k in stored and stored[k] != v}
+        if clash:
+            raise ConfigError(f"--resume {args.resume} continues with its stored settings; "
+                              + ", ".join(f"--{k.replace('_', '-')} {v!r} (stored: {stored[k]!r})"
+                                          for k, v in clash.items())
+                              + " would make it another search: drop the option, or start a new experiment")
+        for key, value in stored.items():
             setattr(args, key, value)
     settings = {key: getattr(args, key) for key in SETTINGS}
     experiment = CompressExperiment.open(settings, args.resume or args.experiment or None, args.experiments_dir,
