@@ -17,6 +17,7 @@ _LAZY = {
     "SimulatedAnnealingPruner": "torchslim.auto.nni",
     "NetAdaptPruner": "torchslim.auto.nni",
     "SEARCHES": "torchslim.auto.search",
+    "CompressExperiment": "torchslim.auto.experiment",
 }
 
 __all__ = sorted(_LAZY)

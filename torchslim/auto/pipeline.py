@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from torchslim.auto.target import Target
 from torchslim.auto.units import DEFAULT_OP_TYPES, CostModel
 from torchslim.errors import ConfigError
 from torchslim.utils.metrics import count_macs, count_params, measure_latency
+
+if TYPE_CHECKING:
+    from torchslim.auto.experiment import CompressExperiment
 
 PRUNERS = {"l1": "L1NormPruner", "l2": "L2NormPruner", "fpgm": "FPGMPruner"}
 PROXIES = ("evaluate", "sensitivity", "magnitude")
@@ -38,7 +41,8 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
              threads: int = 2, latency_rounds: int = 3, tolerance: float = 0.05, max_rounds: int = 3,
              quantize: bool = False, calibration_data: Iterable[Any] | None = None,
              cache_dir: str | Path | None = None, progress: bool | Progress = False,
-             seed: int = 0) -> AutoCompressResult:
+             seed: int = 0, experiment: "CompressExperiment | None" = None,
+             ray: bool | str | None = None) -> AutoCompressResult:
     """Search per-layer sparsities that meet ``target``, then prune, speed up and fine-tune.
 
     Parameters
@@ -50,7 +54,7 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
     target: budgets, e.g. ``{'latency_ms': '0.5x'}``, ``{'params': 2421}``, ``{'macs': '25%'}``.
     train_fn: ``fn(model)`` fine-tunes the shrunk model in place (optional).
     algorithm: 'tuner' (AMC-style, on the experiment tuners; ``algorithm_options={'tuner_name':
-        'TPE', 'trials': 30}``; the default: it beat uniform sparsity in benchmarks/auto_compress.py),
+        'TPE', 'trials': 30, 'concurrency': 1}``; the default: it beat uniform sparsity in benchmarks/auto_compress.py),
         'netadapt' (greedy), 'anneal' or 'uniform'.
     proxy: how candidates are scored: 'evaluate' (``evaluate_fn`` on the masked model; the
         default when it is given), 'sensitivity' (single-layer drops added up) or 'magnitude'.
@@ -63,6 +67,12 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         or ``(input, target)`` batches).
     cache_dir: where latency tables and sensitivity analyses are cached.
     progress: True prints stage lines; or a callable receiving them.
+    experiment: a :class:`~torchslim.auto.experiment.CompressExperiment`: every candidate is a
+        trial in its store (web UI, ``torchslim experiment status``); candidates already stored
+        are read back, not evaluated again, so a killed run resumes where it stopped. Caches
+        go to its folder unless ``cache_dir`` is given; the result is saved there too.
+    ray: evaluate candidates as Ray tasks (True: a local Ray or the one ``ray.init`` found;
+        a string: the cluster address); needs ``pip install 'torchslim[ray]'``.
     """
     say = _reporter(progress)
     t_start = time.perf_counter()
@@ -82,7 +92,19 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         raise ConfigError("quantize=True needs calibration_data (an iterable of input batches)")
     search = get_search(algorithm)
     latency_input = example_input if latency_input is None else latency_input
+    if experiment is not None and cache_dir is None:
+        cache_dir = experiment.folder / "cache"
     cache = Path(cache_dir) if cache_dir is not None else None
+    if experiment is not None and experiment.store is None:
+        with experiment:  # holds the experiment's lock and records its status
+            result = compress(model, example_input, evaluate_fn, target, train_fn, algorithm=algorithm,
+                              algorithm_options=algorithm_options, proxy=proxy, short_term_fn=short_term_fn,
+                              pruner=pruner, op_types=op_types, exclude=exclude, max_sparsity=max_sparsity,
+                              latency_input=latency_input, threads=threads, latency_rounds=latency_rounds,
+                              tolerance=tolerance, max_rounds=max_rounds, quantize=quantize,
+                              calibration_data=calibration_data, cache_dir=cache, progress=progress,
+                              seed=seed, experiment=experiment, ray=ray)
+        return result
 
     dense = copy.deepcopy(model).eval()
     say("analysing the model (units, cost model)")
@@ -106,6 +128,12 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
 
     score_masked = (masked_scorer(dense, cost, pruner, evaluate_fn, short_term_fn)
                     if evaluate_fn is not None else None)
+    remote = None
+    if ray and score_masked is not None:
+        from torchslim.auto.remote import RayScorer
+
+        say("evaluating candidates on Ray")
+        score_masked = remote = RayScorer(score_masked, None if ray is True else str(ray))
     sens = None
     if proxy == "sensitivity":
         say("sensitivity analysis (one unit at a time)")
@@ -119,30 +147,45 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         score = _magnitude_scorer(dense, cost)
 
     problem = Problem(len(cost.units), costs, bounds, score, max_sparsity, key=lambda s: tuple(cost.keep_fractions(s)))
+    if remote is not None and proxy == "evaluate":
+        problem.submit = remote.submit
     options = dict(algorithm_options or {})
     options.setdefault("seed", seed)
     options.setdefault("widths", [u.channels for u in cost.units])
+    if experiment is not None:
+        metrics = [b.metric for b in bounds] + [m for m in costs(np.zeros(len(cost.units))) if m not in spec.metrics]
+        experiment.bind([u.name for u in cost.units], problem.key, "accuracy" if proxy == "evaluate" else "score",
+                        list(dict.fromkeys(metrics)), max_sparsity,
+                        options.get("tuner_name", "TPE") if search.__name__ == "tuner" else search.__name__)
+        problem.record, problem.stored = experiment.score, experiment.has
+        experiment.say = say
+        say(f"experiment {experiment.id}: {len(experiment.known)} candidates stored before "
+            f"(read back, not evaluated again); web UI: torchslim experiment view {experiment.id}")
     rounds: list[dict[str, Any]] = []
     built: list[tuple[nn.Module, dict[str, Any] | None, np.ndarray]] = []
-    for round_index in range(max_rounds):
-        say(f"search ({algorithm}, round {round_index + 1})")
-        sparsity = search(problem, **options)
-        predicted = costs(sparsity)
-        say("pruning and speeding up: " + ", ".join(f"{d['unit']} {d['channels']}→{d['kept']}"
-                                                    for d in cost.describe(sparsity)))
-        slim, speedup_report = _build(dense, cost, sparsity, pruner, example_input)
-        measured = {"params": float(count_params(slim)), "macs": float(count_macs(slim, example_input))}
-        if table is not None:
-            dense_ms, slim_ms = _paired_latency(dense, slim, latency_input, threads, latency_rounds)
-            measured["latency"] = slim_ms
-            measured["dense_latency"] = dense_ms
-        rounds.append({"sparsity": [float(v) for v in sparsity], "predicted": predicted, "measured": measured})
-        built.append((slim, speedup_report, sparsity))
-        over, under = _check(bounds, measured, tolerance, table.dense_ms if table is not None else None)
-        if table is None or not (over or under) or round_index == max_rounds - 1:
-            break
-        say(f"measured {', '.join(over + under)}: re-calibrating the latency table and searching again")
-        table.calibrate(sparsity, measured["latency"] / measured["dense_latency"])
+    try:
+        for round_index in range(max_rounds):
+            say(f"search ({algorithm}, round {round_index + 1})")
+            sparsity = search(problem, **options)
+            predicted = costs(sparsity)
+            say("pruning and speeding up: " + ", ".join(f"{d['unit']} {d['channels']}→{d['kept']}"
+                                                        for d in cost.describe(sparsity)))
+            slim, speedup_report = _build(dense, cost, sparsity, pruner, example_input)
+            measured = {"params": float(count_params(slim)), "macs": float(count_macs(slim, example_input))}
+            if table is not None:
+                dense_ms, slim_ms = _paired_latency(dense, slim, latency_input, threads, latency_rounds)
+                measured["latency"] = slim_ms
+                measured["dense_latency"] = dense_ms
+            rounds.append({"sparsity": [float(v) for v in sparsity], "predicted": predicted, "measured": measured})
+            built.append((slim, speedup_report, sparsity))
+            over, under = _check(bounds, measured, tolerance, table.dense_ms if table is not None else None)
+            if table is None or not (over or under) or round_index == max_rounds - 1:
+                break
+            say(f"measured {', '.join(over + under)}: re-calibrating the latency table and searching again")
+            table.calibrate(sparsity, measured["latency"] / measured["dense_latency"])
+    finally:
+        if remote is not None:
+            remote.close()
     chosen = _best_round(rounds, bounds, tolerance, table.dense_ms if table is not None else None)
     slim, speedup_report, sparsity = built[chosen]
     rounds[chosen]["chosen"] = True
@@ -167,6 +210,8 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
         latency_table=table.to_dict() if table is not None else None, algorithm=algorithm, proxy=proxy,
         seconds=time.perf_counter() - t_start)
     say(result.headline())
+    if experiment is not None:
+        experiment.finish(result)
     return result
 
 

@@ -29,6 +29,13 @@ class Problem:
     max_sparsity: float = 0.9
     key: Callable[[np.ndarray], tuple] = lambda s: tuple(np.round(s, 4))
     history: list[dict[str, Any]] = field(default_factory=list)
+    # ``record(s, source, costs, compute) -> score``: where scores are kept (an experiment's
+    # store: candidates scored before are read back); None computes them here
+    record: Callable[[np.ndarray, str, dict[str, float], Callable[[], float]], float] | None = None
+    # ``submit(s) -> result()``: start scoring ``s`` elsewhere (a Ray task), so that
+    # :meth:`evaluate_many` scores a batch at once; ``stored(s)``: the record has its score
+    submit: Callable[[np.ndarray], Callable[[], float]] | None = None
+    stored: Callable[[np.ndarray], bool] | None = None
     _scores: dict[tuple, float] = field(default_factory=dict)
 
     def excess(self, s: np.ndarray) -> float:
@@ -36,13 +43,27 @@ class Problem:
         costs = self.cost(s)
         return max(costs[b.metric] / b.value for b in self.bounds)
 
-    def evaluate(self, s: np.ndarray, source: str) -> float:
+    def evaluate(self, s: np.ndarray, source: str, result: Callable[[], float] | None = None) -> float:
         k = self.key(s)
         if k not in self._scores:
-            self._scores[k] = float(self.score(s))
+            compute = result or (lambda: self.score(s))
+            if self.record is None:
+                self._scores[k] = float(compute())
+            else:
+                self._scores[k] = float(self.record(s, source, self.cost(s), compute))
             self.history.append({"sparsity": [float(v) for v in s], "score": self._scores[k],
                                  "source": source, **self.cost(s)})
         return self._scores[k]
+
+    def evaluate_many(self, candidates: Sequence[np.ndarray], source: str) -> list[float]:
+        """Scores of several candidates; with ``submit``, those not known yet are scored at once."""
+        results: dict[tuple, Callable[[], float]] = {}
+        if self.submit is not None:
+            for s in candidates:
+                k = self.key(s)
+                if k not in self._scores and k not in results and not (self.stored and self.stored(s)):
+                    results[k] = self.submit(s)
+        return [self.evaluate(s, source, results.get(self.key(s))) for s in candidates]
 
     def scale(self, direction: np.ndarray) -> np.ndarray:
         """The least ``alpha * direction`` (clipped to max_sparsity) that meets every budget."""
@@ -164,26 +185,36 @@ def anneal(problem: Problem, *, start_temperature: float = 1.0, stop_temperature
 
 
 def tuner(problem: Problem, *, trials: int = 30, tuner_name: str = "TPE", seed: int = 0,
-          widths: Sequence[int] | None = None, **_: Any) -> np.ndarray:
+          widths: Sequence[int] | None = None, concurrency: int = 1, **_: Any) -> np.ndarray:
     """AMC-style search (He et al., 2018) with one of the experiment engine's tuners (TPE by
     default): the tuner proposes a per-unit sparsity direction, it is scaled onto the budget,
-    and the tuner learns from the score."""
+    and the tuner learns from the score. With ``concurrency`` > 1 the tuner proposes that many
+    candidates before it hears their scores (scored at once when the problem can ``submit``)."""
     from torchslim.experiment.tuners import create_tuner
 
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
     space = {f"u{i}": {"_type": "uniform", "_value": [0.05, 1.0]} for i in range(problem.n_units)}
     engine = create_tuner(tuner_name, space, {"optimize_mode": "maximize", "seed": seed})
     best = uniform(problem, widths=widths)
     best_score = problem.evaluate(best, "uniform")
-    for sequence in range(trials):
-        proposal = engine.generate(sequence)
-        if proposal is None:
+    sequence = 0
+    while sequence < trials:
+        batch = []
+        while len(batch) < concurrency and sequence < trials:
+            proposal = engine.generate(sequence)
+            if proposal is None:
+                break
+            params, _raw = proposal
+            batch.append((sequence, problem.scale(np.array([params[f"u{i}"] for i in range(problem.n_units)]))))
+            sequence += 1
+        if not batch:
             break
-        params, _raw = proposal
-        candidate = problem.scale(np.array([params[f"u{i}"] for i in range(problem.n_units)]))
-        score = problem.evaluate(candidate, f"tuner:{tuner_name}")
-        engine.receive(sequence, score)
-        if score > best_score:
-            best, best_score = candidate, score
+        scores = problem.evaluate_many([c for _, c in batch], f"tuner:{tuner_name}")
+        for (seq, candidate), score in zip(batch, scores):
+            engine.receive(seq, score if math.isfinite(score) else None)  # -inf: a failed candidate
+            if score > best_score:
+                best, best_score = candidate, score
     return best
 
 

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the CLI imports torch only when a command runs
     import torch
 
+    from torchslim.auto.experiment import CompressExperiment
+
 MNIST_MODELS = ("lenet", "lenet5")
+CACHE_DIR = ".torchslim-cache"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,13 +49,83 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for latency (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and search (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="train on 2,000 images only (smoke test)")
-    parser.add_argument("--cache-dir", default=".torchslim-cache", help="latency/sensitivity cache (default: %(default)s)")
-    parser.add_argument("--out", default="torchslim-compress", help="output directory (default: %(default)s)")
+    parser.add_argument("--cache-dir", default=CACHE_DIR,
+                        help="latency/sensitivity cache (default: %(default)s, or the experiment's cache/)")
+    parser.add_argument("--out", default=None,
+                        help="output directory (default: torchslim-compress, or the experiment's result/)")
     parser.add_argument("--no-progress", action="store_true", help="no progress display")
-    parser.set_defaults(func=run)
+    exp = parser.add_argument_group("experiment (every candidate a trial: web UI, status, resumable after kill -9)")
+    exp.add_argument("--experiment", nargs="?", const="", metavar="ID",
+                     help="record the search as an experiment (a new id; with ID: that one, continued "
+                          "if it exists — re-run the same command after a crash)")
+    exp.add_argument("--resume", metavar="ID", help="continue compress experiment ID with its stored settings")
+    exp.add_argument("--experiments-dir", default=None,
+                     help="where experiments live (default: $TORCHSLIM_EXPERIMENTS_DIR or ~/torchslim-experiments)")
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help="evaluate candidates as Ray tasks (no ADDRESS: a local Ray; 'auto' or HOST:PORT: "
+                             "a cluster); needs pip install 'torchslim[ray]'")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="--algorithm tuner: candidates proposed (and, with --ray, scored) at once "
+                             "(NNI's trialConcurrency; default: %(default)s)")
+    parser.set_defaults(func=run, _compress_parser=parser)
+
+
+# what defines a search: a stored experiment is continued only with the same values
+SETTINGS = ("model", "params", "macs", "latency_ms", "algorithm", "tuner", "trials", "proxy", "short_term_images",
+            "pruner", "max_sparsity", "exclude", "weights", "epochs", "finetune_epochs", "distill", "int8",
+            "input_shape", "batch", "threads", "seed", "quick", "concurrency")
 
 
 def run(args: argparse.Namespace) -> int:
+    from torchslim.errors import ConfigError
+
+    try:
+        experiment = _experiment(args)
+    except ConfigError as exc:
+        raise SystemExit(f"torchslim compress: {exc}") from None
+    if experiment is None:
+        return _run(args, None)
+    if experiment.status == "DONE" and (experiment.folder / "result" / "report.md").is_file():
+        print(f"experiment {experiment.id} is done; its result is in {experiment.folder / 'result'}/\n")
+        print((experiment.folder / "result" / "report.md").read_text())
+        return 0
+    try:
+        with experiment:
+            return _run(args, experiment)
+    except ConfigError as exc:
+        raise SystemExit(f"torchslim compress: {exc}") from None
+
+
+def _experiment(args: argparse.Namespace) -> "CompressExperiment | None":
+    """The experiment --experiment / --resume name (settings read back for --resume), or None."""
+    if args.experiment is None and args.resume is None:
+        return None
+    from torchslim.auto.experiment import CompressExperiment
+    from torchslim.errors import ConfigError
+
+    if args.resume is not None:
+        if args.experiment:
+            raise ConfigError("give --experiment ID or --resume ID, not both")
+        stored = CompressExperiment.stored_settings(args.resume, args.experiments_dir)
+        given = {k: getattr(args, k) for k in SETTINGS if getattr(args, k) != args._compress_parser.get_default(k)}
+        clash = {k: v for k, v in given.items() if k in stored and stored[k] != v}
+        if clash:
+            raise ConfigError(f"--resume {args.resume} continues with its stored settings; "
+                              + ", ".join(f"--{k.replace('_', '-')} {v!r} (stored: {stored[k]!r})"
+                                          for k, v in clash.items())
+                              + " would make it another search: drop the option, or start a new experiment")
+        for key, value in stored.items():
+            setattr(args, key, value)
+    settings = {key: getattr(args, key) for key in SETTINGS}
+    experiment = CompressExperiment.open(settings, args.resume or args.experiment or None, args.experiments_dir,
+                                         name=f"compress {args.model}")
+    print(f"[torchslim compress] experiment {experiment.id} in {experiment.folder} "
+          f"(resume: torchslim compress --resume {experiment.id}; web UI: torchslim experiment view {experiment.id})",
+          flush=True)
+    return experiment
+
+
+def _run(args: argparse.Namespace, experiment: "CompressExperiment | None") -> int:
     import torch
 
     from torchslim.auto import compress
@@ -75,11 +148,18 @@ def run(args: argparse.Namespace) -> int:
         from torchslim.utils.training import train_epochs
 
         fit, val, test = mnist_splits(args.seed, limit=2000 if args.quick else None)
+        dense_file = experiment.folder / "dense.pt" if experiment is not None else None
         if args.weights:
             model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+        elif dense_file is not None and dense_file.is_file():
+            _say(progress, f"the dense {args.model} trained by the first run: {dense_file}")
+            model.load_state_dict(torch.load(dense_file, map_location="cpu", weights_only=True))
         else:
             _say(progress, f"training the dense {args.model} for {args.epochs} epochs on {len(fit)} images")
             train_epochs(model, fit, args.epochs, lr=2e-3, seed=args.seed, progress=progress, desc="dense")
+            if dense_file is not None:  # a resumed run scores candidates of this very model
+                torch.save(model.state_dict(), dense_file.with_suffix(".tmp"))
+                dense_file.with_suffix(".tmp").replace(dense_file)
         evaluate_fn = accuracy_on(val)
         teacher = model if args.distill else None
 
@@ -96,10 +176,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = compress(
             model, example, evaluate_fn, target, train_fn, algorithm=args.algorithm,
-            algorithm_options={"tuner_name": args.tuner, "trials": args.trials} if args.algorithm == "tuner" else None,
+            algorithm_options={"tuner_name": args.tuner, "trials": args.trials, "concurrency": args.concurrency}
+            if args.algorithm == "tuner" else None,
             proxy=args.proxy, short_term_fn=short_term_fn, pruner=args.pruner, exclude=args.exclude, max_sparsity=args.max_sparsity,
             latency_input=torch.randn(args.batch, *shape[1:]), threads=args.threads, quantize=args.int8,
-            calibration_data=calibration, cache_dir=args.cache_dir, progress=progress, seed=args.seed)
+            calibration_data=calibration, progress=progress, seed=args.seed, experiment=experiment,
+            cache_dir=args.cache_dir if experiment is None or args.cache_dir != CACHE_DIR else None,
+            ray=None if args.ray is None else (True if args.ray == "local" else args.ray))
     except ConfigError as exc:
         raise SystemExit(f"torchslim compress: {exc}") from None
     if mnist:
@@ -107,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
 
         result.extra["test_accuracy"] = {"dense": evaluate_accuracy(model, test),
                                          "compressed": evaluate_accuracy(result.model, test)}
-    out = result.save(args.out)
+    out = result.save(args.out or (experiment.folder / "result" if experiment is not None else "torchslim-compress"))
     print(result.summary())
     if mnist:
         acc = result.extra["test_accuracy"]

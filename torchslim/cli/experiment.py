@@ -103,6 +103,7 @@ def _resume(args: argparse.Namespace) -> int:
     from torchslim.errors import ConfigError
     from torchslim.experiment.experiment import Experiment
 
+    _refuse_compress(args.id, args.experiments_dir)
     exp = Experiment.open(args.id, args.experiments_dir)
     if exp.status == "RUNNING":
         raise ConfigError(f"experiment {args.id!r} is running already; stop it first")
@@ -111,6 +112,19 @@ def _resume(args: argparse.Namespace) -> int:
                           f"resume it from Python: Experiment.resume({args.id!r}, "
                           f"trial_function=...)")
     return _start(exp, args)
+
+
+def _refuse_compress(exp_id: str, experiments_dir: str | None) -> None:
+    """A ``torchslim compress`` search is continued by the command that runs it."""
+    from torchslim.errors import ConfigError
+    from torchslim.experiment import store as st
+
+    folder = st.experiment_path(exp_id, experiments_dir)
+    with st.ExperimentStore(folder / st.DB_NAME, readonly=True) as store:
+        kind = store.experiment()["config"].get("kind")
+    if kind == "compress":
+        raise ConfigError(f"experiment {exp_id!r} is a compress search; continue it with "
+                          f"`torchslim compress --resume {exp_id}`")
 
 
 def _start(exp: Any, args: argparse.Namespace) -> int:
