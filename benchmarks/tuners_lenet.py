@@ -114,6 +114,14 @@ def _paired(runs: list[dict], name: str, base: str) -> str:
             f"{sum(d < 0 for d in diffs)}↓)")
 
 
+def _spread(runs: list[dict], tuners: list[str], key: str, what: str) -> str:
+    means = [statistics.mean(r["tuners"][n][key] for r in runs) for n in tuners]
+    sd = statistics.mean(statistics.stdev(r["tuners"][n][key] for r in runs) for n in tuners)
+    gap = max(means) - min(means)
+    return (f"The largest gap between the tuners' mean {what} ({gap:.2f}) is "
+            f"{'smaller' if gap < sd else 'larger'} than their typical sd over seeds ({sd:.2f}).")
+
+
 def render(raw: dict) -> str:
     runs, s = raw["runs"], raw["settings"]
     tuners = [t for t in TUNERS if t in runs[0]["tuners"]]
@@ -144,6 +152,13 @@ def render(raw: dict) -> str:
                   mean_sd([x["test"] for x in rs]), f"{statistics.mean(x['distinct'] for x in rs):.1f}",
                   f"{statistics.mean(x['seconds'] for x in rs):.1f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    val = {n: statistics.mean(r["tuners"][n]["val"] for r in runs) for n in tuners}
+    test = {n: statistics.mean(r["tuners"][n]["test"] for r in runs) for n in tuners}
+    top_val, top_test = max(val, key=val.get), max(test, key=test.get)
+    lines += ["", f"Highest mean validation score of the pick: {top_val} ({val[top_val]:.2f} %); highest mean test "
+              f"accuracy after the fine-tune: {top_test} ({test[top_test]:.2f} %), uniform {statistics.mean(u['test'] for u in uni):.2f} %. "
+              + _spread(runs, tuners, "val", "validation scores") + " " + _spread(runs, tuners, "test", "test accuracies")
+              + ("" if top_val == top_test else " The best tuner by the short-term proxy is not the best after fine-tuning.")]
     lines += ["", "Paired columns: mean difference of the pick's validation score over the same seeds "
               "(↑/↓: seeds where the tuner's pick scored higher / lower). Distinct candidates: proposals "
               "scaled onto the budget often land on the same kept channels (4 units, rounding); the count includes the uniform start.", "",
@@ -151,7 +166,7 @@ def render(raw: dict) -> str:
               "budget constraint; candidates are projected onto the budget, so parameters are the same for "
               "all); their quality is the ZDT1 hypervolume in `tuners.md` and their LeNet use is the "
               "accuracy/parameters/latency front in `auto_compress_pareto.md`. `Hyperband`/`BOHB` need a "
-              "budget knob per trial (see the multi-fidelity section), `PBT` trains a population from "
+              "budget knob per trial (`tuners_fidelity.md`), `PBT` trains a population from "
               "checkpoints, `Batch` runs a given list: none of them is a black-box optimiser of this score.", ""]
     return "\n".join(lines)
 
