@@ -86,8 +86,9 @@ def main() -> None:
     if args.limit:
         print(rows)
         return
-    PATH.write_text(json.dumps({"machine": machine(shared=not args.quiet_machine), "epochs": EPOCHS, "train_images": TRAIN_IMAGES,
-                                "grid": GRID, "seconds": time.perf_counter() - t0, "rows": rows}, indent=0))
+    PATH.write_text(json.dumps({"machine": machine(shared=not args.quiet_machine), "epochs": EPOCHS,
+                                "train_images": TRAIN_IMAGES, "grid": GRID, "seconds": time.perf_counter() - t0,
+                                "rows": rows}, indent=0))
     print(f"wrote {PATH} ({len(rows)} configurations, {time.perf_counter() - t0:.0f} s)")
 
 

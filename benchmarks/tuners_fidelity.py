@@ -214,7 +214,8 @@ def plot(raw: dict, path: Path) -> None:
     panels = []  # (title, runs by tuner, compute, target, optimum, maximize)
     if raw.get("lenet"):
         lenet = raw["lenet"]
-        panels.append(("LeNet5 epochs", lenet["runs"], lenet["compute"], LENET_TARGETS[1], lenet["table"]["best"], True))
+        panels.append(("LeNet5 epochs", lenet["runs"], lenet["compute"], LENET_TARGETS[1], lenet["table"]["best"],
+                       True))
     for noise, tuners in raw["hartmann"]["noise"].items():
         panels.append((f"Hartmann-6, noise {noise}", tuners, raw["hartmann"]["compute"], TARGETS[1], -3.32237, False))
     fig, axes = plt.subplots(2, len(panels), figsize=(4.8 * len(panels), 7.5), squeeze=False)
@@ -286,9 +287,9 @@ def main() -> None:
             lenet_seeds = list(range(3 if args.quick else args.lenet_seeds))
             for tuner in args.tuners.split(","):
                 runs = raw["lenet"]["runs"][tuner] = [run_lenet(tuner, s, compute, table) for s in lenet_seeds]
+                hits = [reached(r, LENET_TARGETS[1], True) for r in runs]
                 print(f"lenet {tuner:10s} best {statistics.mean(r['trace'][-1][1] for r in runs):.2f} to "
-                      f"{LENET_TARGETS[1]}: {_median_cell([reached(r, LENET_TARGETS[1], True) for r in runs], compute)}",
-                      flush=True)
+                      f"{LENET_TARGETS[1]}: {_median_cell(hits, compute)}", flush=True)
         if args.part in ("all", "hartmann"):
             compute = FULL_TRIALS * R
             raw["hartmann"] = {"compute": compute, "noise": {}}

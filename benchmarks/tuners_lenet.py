@@ -155,13 +155,17 @@ def render(raw: dict) -> str:
     val = {n: statistics.mean(r["tuners"][n]["val"] for r in runs) for n in tuners}
     test = {n: statistics.mean(r["tuners"][n]["test"] for r in runs) for n in tuners}
     top_val, top_test = max(val, key=val.get), max(test, key=test.get)
-    lines += ["", f"Highest mean validation score of the pick: {top_val} ({val[top_val]:.2f} %); highest mean test "
-              f"accuracy after the fine-tune: {top_test} ({test[top_test]:.2f} %), uniform {statistics.mean(u['test'] for u in uni):.2f} %. "
-              + _spread(runs, tuners, "val", "validation scores") + " " + _spread(runs, tuners, "test", "test accuracies")
-              + ("" if top_val == top_test else " The best tuner by the short-term proxy is not the best after fine-tuning.")]
+    uniform_test = statistics.mean(u["test"] for u in uni)
+    lines += ["", f"Highest mean validation score of the pick: {top_val} ({val[top_val]:.2f} %); highest mean "
+              f"test accuracy after the fine-tune: {top_test} ({test[top_test]:.2f} %), uniform {uniform_test:.2f} %. "
+              + _spread(runs, tuners, "val", "validation scores") + " "
+              + _spread(runs, tuners, "test", "test accuracies")
+              + ("" if top_val == top_test else
+                 " The best tuner by the short-term proxy is not the best after fine-tuning.")]
     lines += ["", "Paired columns: mean difference of the pick's validation score over the same seeds "
               "(↑/↓: seeds where the tuner's pick scored higher / lower). Distinct candidates: proposals "
-              "scaled onto the budget often land on the same kept channels (4 units, rounding); the count includes the uniform start.", "",
+              "scaled onto the budget often land on the same kept channels (4 units, rounding); the count "
+              "includes the uniform start.", "",
               "Not in this table: `NSGA2` and `MOTPE` are multi-objective (this search has one score under a "
               "budget constraint; candidates are projected onto the budget, so parameters are the same for "
               "all); their quality is the ZDT1 hypervolume in `tuners.md` and their LeNet use is the "
