@@ -33,6 +33,9 @@ SCRIPTS: dict[str, tuple[str, list[str], list[str]]] = {
     "overhead": ("experiment_overhead.py", [], ["--quick"]),
     "tuners": ("tuner_quality.py", [], ["--trials", "20", "--seeds", "2"]),
     "auto": ("auto_compress.py", [], ["--quick"]),
+    "tuner_functions": ("tuners.py", [], ["--quick"]),
+    "tuners_lenet": ("tuners_lenet.py", [], ["--quick"]),
+    "tuners_fidelity": ("tuners_fidelity.py", [], ["--quick"]),
 }
 QUICK_DEFAULT = ["demo", "pruning", "lenet5", "zoo", "int8", "overhead"]
 

@@ -4,11 +4,10 @@ In-process (the tuners' own generate/receive, no trial processes), mean ± sd ov
 
 1. best value found in N trials on Branin (2-d), Hartmann-6 (6-d) and a 10-d mixed
    discrete/continuous function (known optima: 0.397887, -3.32237, 0);
-2. multi-fidelity (Hyperband, BOHB vs TPE, Random): a noisy low-budget version of
-   Hartmann-6 where a trial with budget b costs b and sees f(x) + noise·(R/b − 1)^½; the table
-   gives the best *true* value among full-budget evaluations at equal total compute, and the
-   compute each method spent before it first reached a target;
-3. multi-objective (NSGA2, MOTPE vs Random): hypervolume on ZDT1 (6-d, 2 objectives).
+2. multi-objective (NSGA2, MOTPE vs Random): hypervolume on ZDT1 (6-d, 2 objectives).
+
+Multi-fidelity tuners (Hyperband, BOHB) are measured by benchmarks/tuners_fidelity.py, the
+LeNet auto-compression search by benchmarks/tuners_lenet.py.
 
 Writes benchmarks/results/tuners.json and renders benchmarks/results/tuners.md from it.
 
@@ -17,7 +16,6 @@ Writes benchmarks/results/tuners.json and renders benchmarks/results/tuners.md f
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import platform
@@ -86,6 +84,11 @@ PROBLEMS = {  # name -> (space, function, optimum, trials)
     "Hartmann-6": (HARTMANN_SPACE, hartmann6, -3.32237, 60),
     "Mixed 10-d": (MIXED_SPACE, mixed10, 0.0, 60),
 }
+NOT_SINGLE = {  # tuners that are not single-objective optimisers of a function, and where they are measured
+    "NSGA2": "multi-objective: hypervolume below", "MOTPE": "multi-objective: hypervolume below",
+    "Hyperband": "multi-fidelity: `tuners_fidelity.md`", "BOHB": "multi-fidelity: `tuners_fidelity.md`",
+    "PBT": "trains a population from checkpoints", "Batch": "runs a given list of configurations",
+}
 SINGLE_TUNERS = {  # name -> classArgs (seed and optimize_mode added)
     "Random": {}, "TPE": {}, "GP": {}, "CMAES": {}, "Metis": {}, "SMAC": {},
     "Anneal": {}, "Evolution": {},
@@ -101,53 +104,6 @@ def run_single(tuner: str, args: dict, space: dict, fn, trials: int, seed: int) 
         t.receive(seq, value)
         best = min(best, value)
     return best
-
-
-# ---- multi-fidelity ---------------------------------------------------------------------
-
-R, ETA = 27, 3
-NOISES = (0.2, 0.6)  # how misleading a low budget is: sd of the error at b=1 is noise·√26
-TARGETS = (-2.5, -3.0)
-CHECKPOINTS = (0.25, 0.5, 1.0)  # shares of the compute at which best-so-far is read
-
-
-def _pseudo_noise(p: dict, budget: float) -> float:
-    key = json.dumps({k: round(v, 9) for k, v in p.items() if k != "TRIAL_BUDGET"}, sort_keys=True)
-    h = hashlib.sha256(f"{key}|{budget}".encode()).digest()
-    return int.from_bytes(h[:8], "big") / 2 ** 64 * 2 - 1  # deterministic, in [-1, 1)
-
-
-def low_fidelity(p: dict, budget: float, noise: float) -> float:
-    return hartmann6(p) + noise * math.sqrt(R / budget - 1) * _pseudo_noise(p, budget)
-
-
-def run_fidelity(tuner: str, seed: int, compute: float, noise: float) -> dict:
-    """Spend ``compute`` budget units; returns the best true value at full budget at each
-    checkpoint and the compute spent when each target was first reached (None: never)."""
-    budgeted = tuner in ("Hyperband", "BOHB")
-    args = {"R": R, "eta": ETA} if budgeted else {}
-    t = create_tuner(tuner, HARTMANN_SPACE, {"optimize_mode": "minimize", "seed": seed, **args})
-    spent, best, seq = 0.0, math.inf, 0
-    reached: dict[str, float | None] = {str(t): None for t in TARGETS}
-    anytime: dict[str, float] = {}
-    while spent < compute:
-        proposal = t.generate(seq)
-        if proposal is None:
-            raise RuntimeError(f"{tuner} waits with no trial running")
-        params = proposal[0]
-        budget = params.get("TRIAL_BUDGET", R)
-        spent += budget
-        t.receive(seq, low_fidelity(params, budget, noise) if budget < R else hartmann6(params))
-        if budget >= R:
-            best = min(best, hartmann6(params))
-            for target in TARGETS:
-                if reached[str(target)] is None and best <= target:
-                    reached[str(target)] = spent
-        for share in CHECKPOINTS:
-            if spent >= share * compute and str(share) not in anytime:
-                anytime[str(share)] = best
-        seq += 1
-    return {"best": best, "reached": reached, "anytime": anytime, "trials": seq}
 
 
 # ---- multi-objective ----------------------------------------------------------------------
@@ -215,39 +171,19 @@ def render(data: dict) -> str:
             cells.append(mean_sd(res["best"]) + (f" ({mark})" if mark else ""))
             secs.append(res["seconds"])
         lines.append(f"| {tuner} | " + " | ".join(cells) + f" | {statistics.mean(secs):.2f} |")
+    for tuner, why in NOT_SINGLE.items():
+        lines.append(f"| {tuner} | " + " | ".join(f"n/a ({why})" for _ in problems) + " | |")
     lines += ["", "(<R / <T: the mean is better than Random's / TPE's on that function.)", ""]
-    fid = data["fidelity"]
-    lines += [f"### Multi-fidelity: Hyperband and BOHB (Hartmann-6, R = {R}, eta = {ETA})", "",
-              "A trial with budget b costs b units and sees f(x) + noise·√(R/b − 1)·ε(x) (ε a "
-              "fixed pseudo-random value in [−1, 1) per point and budget); Random and TPE run every "
-              f"trial at b = R. Equal total compute {fid['compute']:g} units "
-              f"({fid['compute'] / R:g} full-budget trials). Best = true f of the best configuration "
-              "evaluated at full budget, read at 25 % / 50 % / 100 % of the compute. "
-              "Compute to f ≤ target: mean units spent until then over the seeds that got there "
-              "(how many got there in brackets). Two noise levels: a fairly informative low "
-              "budget (0.2) and a misleading one (0.6).", ""]
-    for noise, tuners in fid["noise"].items():
-        targets = [str(t) for t in TARGETS]
-        lines += [f"noise {noise}:", "",
-                  "| tuner | best @25 % | best @50 % | best @100 % | "
-                  + " | ".join(f"compute to f ≤ {t}" for t in targets) + " | trials run |",
-                  "|---" * (5 + len(targets)) + "|"]
-        for tuner, runs in tuners.items():
-            cells = [mean_sd([r["anytime"][str(c)] for r in runs]) for c in CHECKPOINTS]
-            for t in targets:
-                got = [r["reached"][t] for r in runs if r["reached"][t] is not None]
-                cells.append((f"{statistics.mean(got):.0f}" if got else "–") + f" ({len(got)}/{len(runs)})")
-            cells.append(f"{statistics.mean(r['trials'] for r in runs):.0f}")
-            lines.append(f"| {tuner} | " + " | ".join(cells) + " |")
-        lines.append("")
     mo = data["multi"]
     lines += ["", f"### Multi-objective: hypervolume on ZDT1 (6-d, {mo['trials']} trials; higher is better, "
               f"reference point (1.1, 11))", "", "| tuner | hypervolume (mean ± sd) |", "|---|---|"]
     for tuner, hv in mo["tuners"].items():
         lines.append(f"| {tuner} | {mean_sd(hv)} |")
-    lines += ["", "LeNet auto-compression search (`examples/auto_compress`): not in this table: one trial "
-              "fine-tunes LeNet for ~15 s, so 5 seeds × 3 tuners × 20 trials do not fit a shared 2-core "
-              "machine's benchmark budget.", ""]
+    lines += ["", "Not in the single-objective table, by design: `NSGA2` and `MOTPE` optimise several "
+              "objectives at once (their measure is the hypervolume above); `Hyperband` and `BOHB` hand "
+              "trials a budget (measured at equal compute in `tuners_fidelity.md`); `PBT` trains a "
+              "population from checkpoints (it tunes a training run, not a function); `Batch` runs a "
+              "given list of configurations. The LeNet auto-compression search is in `tuners_lenet.md`.", ""]
     return "\n".join(lines)
 
 
@@ -267,7 +203,7 @@ def main() -> None:
     torch.set_num_threads(1)
     seeds = list(range(args.seeds))
     data: dict = {"seeds": args.seeds, "machine": f"{platform.machine()}, 2 cores", "single": {}}
-    if args.keep_single:  # re-run only the multi-fidelity and multi-objective parts
+    if args.keep_single:  # re-run only the multi-objective part
         data["single"] = json.loads(OUT_JSON.read_text())["single"]
     for name, (space, fn, _, trials) in ({} if args.keep_single else PROBLEMS).items():
         trials = 12 if args.quick else trials
@@ -278,14 +214,6 @@ def main() -> None:
             secs = (time.perf_counter() - start) / len(seeds)
             data["single"][name][tuner] = {"best": best, "seconds": secs}
             print(f"{name:14s} {tuner:10s} {mean_sd(best):>18s}  {secs:.2f}s/run", flush=True)
-    compute = (8 if args.quick else 60) * R
-    data["fidelity"] = {"compute": compute, "noise": {}}
-    for noise in NOISES:
-        data["fidelity"]["noise"][str(noise)] = {}
-        for tuner in ("Random", "TPE", "Hyperband", "BOHB"):
-            runs = [run_fidelity(tuner, s, compute, noise) for s in seeds]
-            data["fidelity"]["noise"][str(noise)][tuner] = runs
-            print(f"fidelity {noise} {tuner:10s} {mean_sd([r['best'] for r in runs])}", flush=True)
     mo_trials = 20 if args.quick else 80
     data["multi"] = {"trials": mo_trials, "tuners": {}}
     for tuner in ("Random", "NSGA2", "MOTPE"):

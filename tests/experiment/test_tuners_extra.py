@@ -86,6 +86,36 @@ def test_bohb_uses_its_model_after_enough_results():
     assert tuner.counts and max(tuner.counts.values()) >= 4 and best < 3.0
 
 
+def test_bohb_draws_first_rung_configurations_as_they_are_issued():
+    tuner = create_tuner("BOHB", SPACE, {"R": 9, "eta": 3, "seed": 0})
+    tuner.generate(0)
+    rung = tuner.brackets[0].rung
+    # the other eight are drawn later, from a model that has seen the results before them
+    assert rung.configs[0] is not None and rung.configs[1:] == [None] * 8
+
+
+def test_hyperband_family_does_not_restart_a_configuration_of_a_finite_space():
+    space = {"a": {"_type": "choice", "_value": [0, 1, 2, 3]}, "b": {"_type": "choice", "_value": [0, 1, 2, 3]},
+             "c": {"_type": "choice", "_value": [0, 1, 2, 3]}}
+    for name in ("Hyperband", "BOHB"):
+        tuner = create_tuner(name, space, {"R": 9, "eta": 3, "optimize_mode": "minimize", "seed": 0,
+                                           "min_points_in_model": 3, "random_fraction": 0.0}
+                             if name == "BOHB" else {"R": 9, "eta": 3, "optimize_mode": "minimize", "seed": 0})
+        for seq in range(60):  # 64 points: enough to start every bracket with a new one
+            params, _ = tuner.generate(seq)
+            tuner.receive(seq, params["a"] + params["b"] + params["c"] + 1.0 / params["TRIAL_BUDGET"])
+        starts = [json.dumps(c, sort_keys=True) for b in tuner.brackets for c in b.rungs[0].configs if c]
+        assert len(starts) > 30 and len(set(starts)) == len(starts), name
+
+
+def test_bohb_takes_nni_names_and_checks_them():
+    tuner = create_tuner("BOHB", SPACE, {"max_budget": 27, "min_budget": 3, "eta": 3, "top_n_percent": 30})
+    assert tuner.R == 27 and tuner.s_max == 2
+    assert tuner._n_good(20) == 6 and tuner._n_good(3) == 1  # 30 %, at least two left for the rest
+    with pytest.raises(ConfigError, match="top_n_percent is 100; allowed: a number between 0 and 100"):
+        create_tuner("BOHB", SPACE, {"top_n_percent": 100})
+
+
 def test_batch_runs_each_configuration_once():
     space = {"combine_params": {"_type": "choice", "_value": [{"lr": 0.1, "bs": 8}, {"lr": 0.01, "bs": 16}]}}
     tuner = create_tuner("Batch", space, {})

@@ -17,16 +17,17 @@ from typing import Any, Mapping
 
 from torchslim.errors import ConfigError
 from torchslim.experiment.searchspace import RandomSuggester, SearchSpace
-from torchslim.experiment.tuners.base import Tuner
+from torchslim.experiment.tuners.base import Tuner, point_key
 from torchslim.experiment.tuners.tpe import OptunaSuggester
 
 BUDGET_KEY = "TRIAL_BUDGET"
+_FRESH_TRIES = 20  # draws to find a configuration no bracket started yet (finite spaces)
 
 
 @dataclass
 class _Rung:
     budget: float
-    configs: list[dict[str, Any]]  # raw points to run at this budget
+    configs: list[dict[str, Any] | None]  # raw points to run at this budget (None: drawn when issued)
     issued: int = 0
     results: dict[int, float | None] = field(default_factory=dict)  # index -> loss
     sequences: dict[int, int] = field(default_factory=dict)  # trial sequence -> index
@@ -82,6 +83,7 @@ class HyperbandTuner(Tuner):
         self.brackets: list[_Bracket] = []
         self.where: dict[int, tuple[_Bracket, _Rung, int]] = {}
         self.compute = 0.0  # total budget handed out (for benchmarks)
+        self.started: set[str] = set()  # configurations a bracket has started
 
     # ---- bracket bookkeeping -------------------------------------------------------------
     def _new_bracket(self) -> _Bracket:
@@ -92,13 +94,26 @@ class HyperbandTuner(Tuner):
         sizes = [max(int(n * self.eta ** (-i)), 1) for i in range(s + 1)]
         budgets = [r * self.eta ** i for i in range(s + 1)]
         bracket = _Bracket(s, sizes, budgets)
-        bracket.rungs.append(_Rung(budgets[0], [self._new_config(budgets[0])
-                                                for _ in range(sizes[0])]))
+        # drawn one at a time when issued (as HpBandSter does): BOHB's model then learns from
+        # every result that came in before, also within the first rung
+        bracket.rungs.append(_Rung(budgets[0], [None] * sizes[0]))
         self.brackets.append(bracket)
         return bracket
 
+    def _fresh_config(self, budget: float) -> dict[str, Any]:
+        """A configuration no bracket has started yet, while a few draws find one: in a
+        finite space (choices, integers) a repeat would spend budget to learn nothing new
+        (BOHB's model, once confident, proposes its favourites again and again)."""
+        for attempt in range(2 * _FRESH_TRIES):
+            # the model's draws first, then random ones (a confident model may only repeat)
+            raw = self._new_config(budget) if attempt < _FRESH_TRIES else HyperbandTuner._new_config(self, budget)
+            if point_key(raw) not in self.started:
+                break
+        self.started.add(point_key(raw))
+        return raw
+
     def _new_config(self, budget: float) -> dict[str, Any]:
-        """A fresh raw point for the first rung of a bracket (random here, TPE in BOHB)."""
+        """A raw point for the first rung of a bracket (random here, TPE in BOHB)."""
         return self._sample(RandomSuggester(self.rng))[1]
 
     def _advance(self, bracket: _Bracket) -> None:
@@ -135,6 +150,8 @@ class HyperbandTuner(Tuner):
         rung.sequences[sequence] = index
         self.where[sequence] = (bracket, rung, index)
         raw = rung.configs[index]
+        if raw is None:
+            raw = rung.configs[index] = self._fresh_config(rung.budget)
         params = self.space.realize(raw)
         budget = _budget(rung.budget)
         self.compute += budget
@@ -166,7 +183,11 @@ class HyperbandTuner(Tuner):
 class BOHBTuner(HyperbandTuner):
     """NNI's ``BOHB``: Hyperband whose new configurations come from TPE (Optuna's
     TPESampler) fitted on the largest budget with at least ``min_points_in_model``
-    results; ``random_fraction`` of them stay random (NNI's ``random_fraction``)."""
+    results; ``random_fraction`` of them stay random (NNI's ``random_fraction``). As in
+    BOHB, the "good" density is fitted on the best ``top_n_percent`` of the results (NNI's
+    default 15; HpBandSter's floor of ``min_points_in_model`` good points made the search
+    near-random on benchmarks/tuners_fidelity.py's LeNet curves). ``max_budget`` is NNI's
+    name for ``R``."""
 
     name = "BOHB"
     feature = "The BOHB tuner"
@@ -174,10 +195,12 @@ class BOHBTuner(HyperbandTuner):
     def __init__(self, search_space: SearchSpace | Mapping[str, Any],
                  optimize_mode: str = "maximize", seed: int | None = None,
                  R: float = 60, eta: float = 3, min_budget: float = 1,  # noqa: N803
-                 min_points_in_model: int | None = None, random_fraction: float = 1 / 3) -> None:
+                 min_points_in_model: int | None = None, random_fraction: float = 1 / 3,
+                 top_n_percent: float = 15, max_budget: float | None = None) -> None:
         from torchslim.errors import require
 
-        super().__init__(search_space, optimize_mode, seed, R, eta, min_budget)
+        super().__init__(search_space, optimize_mode, seed, R if max_budget is None else max_budget,
+                         eta, min_budget)
         self.optuna = require("optuna", "experiment", self.feature)
         self.optuna.logging.set_verbosity(self.optuna.logging.WARNING)
         self.min_points = int(min_points_in_model or len(self.space) + 1)
@@ -185,6 +208,10 @@ class BOHBTuner(HyperbandTuner):
             raise ConfigError(f"tuner.classArgs.random_fraction is {random_fraction!r}; "
                               f"allowed: a number in [0, 1]")
         self.random_fraction = float(random_fraction)
+        if not 0 < float(top_n_percent) < 100:
+            raise ConfigError(f"tuner.classArgs.top_n_percent is {top_n_percent!r}; "
+                              f"allowed: a number between 0 and 100")
+        self.top_n_percent = float(top_n_percent)
         self.studies: dict[float, Any] = {}  # budget -> study of its results
         self.counts: dict[float, int] = {}
 
@@ -196,9 +223,14 @@ class BOHBTuner(HyperbandTuner):
                 warnings.simplefilter("ignore")
                 sampler = self.optuna.samplers.TPESampler(
                     seed=None if self.seed is None else self.seed + len(self.studies),
-                    n_startup_trials=0, multivariate=True, group=True)
+                    n_startup_trials=0, multivariate=True, group=True, gamma=self._n_good)
             self.studies[budget] = self.optuna.create_study(direction="minimize", sampler=sampler)
         return self.studies[budget]
+
+    def _n_good(self, n: int) -> int:
+        """How many of ``n`` results the "good" density is fitted on (at least two are
+        left for the other density)."""
+        return max(1, min(math.ceil(n * self.top_n_percent / 100), n - 2))
 
     def _record(self, raw: Mapping[str, Any], loss: float | None) -> None:
         if loss is None or BUDGET_KEY not in raw:
