@@ -35,7 +35,9 @@ ZOO = ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "mobilenet_v3_small", "squeez
        "resnext50_32x4d", "regnet_y_400mf", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "resnet18",
        "regnet_x_400mf", "googlenet", "resnet50", "densenet121", "convnext_tiny", "vit_b_16", "regnet_y_800mf",
        "inception_v3", "efficientnet_v2_s", "swin_t", "alexnet", "vgg11_bn", "wide_resnet50_2"]
-TIMM = ["resnet50", "efficientnet_b0", "regnety_008", "convnext_tiny", "mobilevitv2_050", "vit_small_patch16_224"]
+# the issue's timm list: resnet, efficientnet, convnext, regnet, mobilevitv2, vit (a small and a usual size each)
+TIMM = ["resnet18", "resnet50", "efficientnet_b0", "efficientnet_lite0", "regnetx_004", "regnety_008", "convnext_atto",
+        "convnext_tiny", "mobilevitv2_050", "vit_tiny_patch16_224", "vit_small_patch16_224"]
 SKIP = {"vit_h_14": "632M params", "regnet_y_128gf": "645M params", "regnet_y_32gf": "145M params",
         "vit_l_16": "304M params", "vit_l_32": "306M params", "regnet_y_16gf": "84M params"}
 NORMALISED = ("vit", "swin", "convnext", "maxvit", "mobilevit")  # LayerNorm'd residual streams
@@ -115,6 +117,8 @@ def run_one(name: str, size: int, tp_limit: int) -> dict:
                             "barriers": len(speedup.report.barriers), "shortfalls": len(speedup.report.shortfalls())}
     except Exception as exc:  # recorded: the table lists every failure
         row["torchslim"] = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    if any(k in name for k in NORMALISED):
+        row["narrowed"] = narrowed_row(dense, x, cls, row)
 
     def give_up(signum, frame):
         raise TimeoutError(f"did not finish within {tp_limit} s")
@@ -138,6 +142,34 @@ def run_one(name: str, size: int, tp_limit: int) -> dict:
     finally:
         signal.alarm(0)
     return row
+
+
+def narrowed_row(dense, x, cls: str, row: dict) -> dict:
+    """torchslim with narrow_normalized=True on both sides: params kept and how far the shrunk
+    model is from the masked one (max |difference| / output spread across inputs)."""
+    import warnings
+
+    import torch
+
+    from speedup_common import prune_and_speedup
+    from torchslim.utils.metrics import count_macs, count_params
+
+    try:
+        model = copy.deepcopy(dense)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the deviation warning: recorded below instead
+            _, speedup = prune_and_speedup(model, x, 0.3, cls, narrow_normalized=True)
+        with torch.no_grad():
+            out, other = model(x), model(torch.randn_like(x))
+        report = speedup.report
+        deviation = report.deviation or {}
+        return {"ok": True, "params": count_params(model) / row["params"], "macs": count_macs(model, x) / row["macs"],
+                "check": report.check.status if report.check is not None else None,
+                "deviation_relative": deviation.get("relative", 0.0), "cause": deviation.get("cause", ""),
+                "depends_on_input": not torch.allclose(out, other),
+                "narrowed_norms": deviation.get("narrowed_layernorms", 0)}
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
 def render(rows: list[dict], meta: dict) -> str:

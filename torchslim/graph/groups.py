@@ -15,14 +15,19 @@ PRODUCERS = ("conv", "grouped_conv", "depthwise", "linear", "conv1d_hf", "embedd
 
 
 def analyze(model: nn.Module, dummy_input: Any, masks: Any = None, *, leaf_modules: Iterable[type | str] = (),
-            autowrap_functions: Iterable[Callable] = (), strict: bool = False) -> Context:
-    """Trace ``model`` and run the channel analysis; the returned context is resolved."""
+            autowrap_functions: Iterable[Callable] = (), strict: bool = False,
+            narrow_normalized: bool = False) -> Context:
+    """Trace ``model`` and run the channel analysis; the returned context is resolved.
+
+    ``narrow_normalized``: LayerNorm'd residual streams may be narrowed (as with
+    ``ModelSpeedup(..., narrow_normalized=True)``), so their layers form dependency groups.
+    """
     was_training = model.training
     model.eval()
     try:
         with no_gc():
             traced = trace_model(model, dummy_input, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
-            ctx = Context(masks or {}, strict=strict)
+            ctx = Context(masks or {}, strict=strict, narrow_normalized=narrow_normalized)
             for part in traced.parts:
                 analyze_part(ctx, part)
             ctx.space.resolve()

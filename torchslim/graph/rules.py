@@ -17,6 +17,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 
 from torchslim.graph.idspace import Chan, compress, pinned, reshape_chan, reshape_groups
+from torchslim.graph.normalized import layer_norm_function
+from torchslim.graph.sizes import size_sources
 
 Rule = Callable[[Any, fx.Node], Any]
 
@@ -196,6 +198,7 @@ def _reshape(ctx, node: fx.Node) -> Any:
     if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
         sizes = sizes[0]
     static = [_static(s) for s in sizes] if len(sizes) == len(out_shape) else [out_shape[d] for d in range(len(out_shape))]
+    _tie_read_sizes(ctx, node, sizes, out)
     const_dims = [d for d, s in enumerate(static) if isinstance(s, int) and s != -1 and out_shape[d] > 1]
     varying = out.varying()
     if varying and all(d in const_dims for d in varying):
@@ -212,6 +215,17 @@ def _reshape(ctx, node: fx.Node) -> Any:
     if len(out.varying()) > 1:
         ctx.space.keep(out.ids)
     return out
+
+
+def _tie_read_sizes(ctx, node: fx.Node, sizes: Any, out: Chan) -> None:
+    """A size read from another tensor's channel dim fixes both widths (see graph/sizes.py)."""
+    for source, dim in size_sources(list(sizes)):
+        chan = ctx.chan(source)
+        if source is node.args[0] or chan is None or not chan.varying():
+            continue
+        if dim is None or _dim(dim, chan.ndim) in chan.varying():
+            ctx.space.keep(chan.ids)
+            ctx.space.keep(out.ids)
 
 
 def _flattens_into(in_shape: tuple, out_shape: tuple, dim: int) -> bool:
@@ -504,17 +518,6 @@ def _einsum(ctx, node: fx.Node) -> Any:
     return compress(joint)
 
 
-def _layer_norm(ctx, node: fx.Node) -> Any:
-    chan = ctx.chan(node.args[0])
-    shape = _arg(node, 1, "normalized_shape")
-    if chan is None or shape is None:
-        return ctx.barrier(node, "layer_norm of an untracked tensor")
-    n = 1 if isinstance(shape, int) else len(shape)
-    if any(d >= chan.ndim - n for d in chan.varying()):
-        ctx.space.keep(chan.ids)  # statistics over these channels: removing any changes them
-    return chan.alive()
-
-
 def _creation(ctx, node: fx.Node) -> Any:
     return ctx.pinned_like(node)
 
@@ -553,7 +556,7 @@ _OTHERS: dict[str, Rule] = {
     "tensor_split": _chunk_or_split, "unbind": _unbind, "getitem": _getitem, "view": _reshape, "reshape": _reshape,
     "view_as": _reshape, "reshape_as": _reshape, "unflatten": _regroup, "expand": _expand,
     "expand_as": _expand, "matmul": _matmul, "einsum": _einsum, "bmm": _matmul, "softmax": _softmax, "log_softmax": _softmax,
-    "layer_norm": _layer_norm, "roll": _roll, "zeros": _creation, "ones": _creation, "arange": _creation,
+    "layer_norm": layer_norm_function, "roll": _roll, "zeros": _creation, "ones": _creation, "arange": _creation,
     "full": _creation, "empty": _creation, "zeros_like": _creation, "ones_like": _creation, "randn": _creation,
     "rand": _creation, "tensor": _creation, "as_tensor": _creation, "new_zeros": _creation,
     "new_ones": _creation, "new_full": _creation, "new_empty": _creation, "linspace": _creation,
