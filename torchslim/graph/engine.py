@@ -22,6 +22,7 @@ from torch import nn
 from torchslim.errors import SpeedupError
 from torchslim.graph.idspace import Chan, Space, along, pinned
 from torchslim.graph.normalized import NarrowedNorm, StreamParam, stream_param
+from torchslim.graph.shuffle import Chunk, Shuffle
 from torchslim.graph.trace import TracedPart, qualified
 
 
@@ -80,7 +81,12 @@ class Context:
         self.env: dict[fx.Node, Any] = {}
         self.gm: fx.GraphModule | None = None
         self.node: fx.Node | None = None
-        self.literals: list[Literal] = []  # sizes written as numbers that speedup rewrites
+        # (1-D ids, n): the ids form n equal runs that must keep as many channels each (chunk)
+        self.balanced: list[tuple[torch.Tensor, int]] = []
+        self.literals: list[Literal] = []
+        self.shuffles: list[Shuffle] = []  # channel shuffles rewritten as an index (graph/shuffle.py)
+        self.shuffle_out: dict[fx.Node, Chan] = {}
+        self.chunks: list[Chunk] = []  # equal chunks rewritten as splits of the kept counts  # sizes written as numbers that speedup rewrites
         self.rewritable = False  # the current graph may replace its module's forward
         self._module_ids: dict[tuple[str, str], torch.Tensor] = {}
         self._start = time.perf_counter()

@@ -1,6 +1,9 @@
 """Dependency groups: layers whose output channels are coupled one-to-one."""
 from __future__ import annotations
 
+from collections import Counter
+from functools import reduce
+from math import gcd
 from typing import Any, Callable, Iterable
 
 import torch
@@ -110,6 +113,45 @@ def group_counts(ctx: Context) -> dict[str, int]:
             order = [p[1] for p in parts]
             if all(order[i] == order[(i // per) * per] for i in range(len(order))):
                 out[name] = groups
+    out.update(_chunk_counts(ctx, producers, skip=set(out)))
+    return out
+
+
+def _chunk_counts(ctx: Context, producers: set[str], skip: set[str]) -> dict[str, int]:
+    """Groups that keep the pieces of equal chunks equal (ShuffleNet's ``x.chunk(2, 1)`` after a
+    shuffle): a layer whose channels fall evenly into every piece of each chunk it reaches prunes
+    as many in each run of channels that go to one piece, so the pieces stay equal without
+    keeping extra channels."""
+    space = ctx.space
+    pieces: list[dict[int, int]] = []
+    for ids, n in ctx.balanced:
+        where: dict[int, int] = {}
+        for g, row in enumerate(space.label(ids).reshape(n, -1).tolist()):
+            for label in row:
+                where[label] = g if where.get(label, g) == g else -1  # -1: in several pieces
+        pieces.append(where)
+    out: dict[str, int] = {}
+    for name, use in ctx.uses.items():
+        ids = use.slots.get("out")
+        if use.kind not in producers or ids is None or name in skip or not pieces:
+            continue
+        labels = space.label(ids).tolist()
+        signature = [tuple(p.get(label) for p in pieces) for label in labels]
+        touched = [k for k in range(len(pieces)) if any(sig[k] is not None for sig in signature)]
+        if not touched or any(sig[k] == -1 for sig in signature for k in touched):
+            continue
+        balanced = True
+        for k in touched:
+            counts = Counter(sig[k] for sig in signature if sig[k] is not None)
+            balanced &= len(counts) == len({g for g in pieces[k].values() if g >= 0}) and len(set(counts.values())) == 1
+        runs, start = [], 0
+        for i in range(1, len(signature) + 1):
+            if i == len(signature) or signature[i] != signature[start]:
+                runs.append(i - start)
+                start = i
+        per = reduce(gcd, runs)
+        if balanced and len(runs) > 1 and len(labels) % per == 0:
+            out[name] = len(labels) // per
     return out
 
 

@@ -18,7 +18,8 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 
 from torchslim.graph.idspace import Chan, along, compress
 from torchslim.graph.normalized import layer_norm_module
-from torchslim.graph.rules import _regroup, _softmax, spatial, unary
+from torchslim.graph.contractions import _softmax
+from torchslim.graph.rules import _regroup, spatial, unary
 
 ModuleRule = Callable[[Any, fx.Node, nn.Module, str], Any]
 

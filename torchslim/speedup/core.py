@@ -172,10 +172,10 @@ class ModelSpeedup:
         report.layers += [LayerRow(p.path, "Parameter", {"out": (p.ids.numel(), int(k.numel()))}, None)
                           for p, k in narrowing.params]
         report.layers += _unchanged_rows(model, ctx, keep, self.masks)
-        self._literal_undo = rewrite_literals(model, ctx.literals, ctx.space)
+        self._literal_undo = rewrite_literals(model, ctx.literals, ctx.space, ctx.shuffles, ctx.chunks)
         record_spec(model, {**{n: (u.kind, {s: int(i.numel()) for s, i in keep[n].items()}, u.groups)
                                for n, u in shrinkable.items()}, **narrow.spec_entries(narrowing)},
-                    literal_spec(ctx.literals, ctx.space))
+                    literal_spec(ctx.literals, ctx.space, ctx.shuffles, ctx.chunks))
         report.shrink_s = time.perf_counter() - t1
         if self.check:
             t1 = time.perf_counter()
@@ -334,6 +334,8 @@ def _keep_indices(ctx: Context, round_to: int) -> dict[str, dict[str, torch.Tens
             for slot, ids in use.slots.items():
                 # rounding is for channel widths; head counts stay as pruned
                 changed |= _top_up(space, ids, use.groups, 1 if slot == "heads" else round_to)
+        for ids, groups in ctx.balanced:
+            changed |= _top_up(space, ids, groups, 1)
         if not changed:
             break
     keep: dict[str, dict[str, torch.Tensor]] = {}
