@@ -59,7 +59,7 @@ def build(name: str, size: int):
     if name.startswith("maxvit"):
         size = 224  # its window partition needs 224
     if name.startswith("inception"):
-        size = max(size, 96)  # its stem needs at least 75 pixels
+        size = max(size, 128)  # its stem needs 75 pixels, its auxiliary head (run in calibration) more
     return torchvision.models.get_model(name, weights=None, **kwargs).eval(), size
 
 
@@ -78,6 +78,10 @@ def calibrate(model, size: int) -> None:
             for _ in range(2):
                 model(torch.randn(2, 3, size, size))
         model.eval()
+    with torch.no_grad():  # zero-initialised heads (torchvision's ViT) give constant outputs
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and not bool(m.weight.any()):
+                m.weight.normal_(0, m.in_features ** -0.5)
 
 
 def classifier_name(model) -> str:
@@ -99,7 +103,8 @@ def run_one(name: str, size: int, tp_limit: int) -> dict:
     calibrate(dense, size)
     x = torch.randn(1, 3, size, size)
     cls = classifier_name(dense)
-    row: dict = {"model": name, "size": size, "params": count_params(dense), "macs": count_macs(dense, x)}
+    row: dict = {"model": name, "size": size, "params": count_params(dense), "macs": count_macs(dense, x),
+                 **shares(dense, x, cls)}
     try:
         sys.path.insert(0, str(HERE))
         from speedup_common import prune_and_speedup
@@ -178,13 +183,19 @@ def render(rows: list[dict], meta: dict) -> str:
              f"torch {meta['torch']}, torch-pruning {meta['torch_pruning']}, input {meta['size']}px unless noted; "
              "machine shared with other jobs: times are indicative only). Both tools prune 30% of the output "
              "channels of every Conv2d/Linear but the classifier (L1 magnitude), same random weights. "
-             "torchslim's shrunk model is checked equal to the masked one, on outputs that depend on the input.",
-             "", "| model | torchslim params | TP params | torchslim MACs | TP MACs | Δ params | outputs equal |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+             "torchslim's shrunk model is checked equal to the masked one, on outputs that depend on the input. "
+             "*floor*: what the model keeps if every pruned layer keeps 0.7 x 0.7 = 0.49 of its params, the "
+             "classifier 0.7 (its inputs only) and layers the forward never calls (auxiliary heads) all. "
+             "*narrowed*: torchslim with `narrow_normalized=True` (LayerNorm'd streams narrowed, as Torch-Pruning "
+             "does); *deviation*: the narrowed model's largest output difference from the masked model, in units "
+             "of the output's spread across inputs.",
+             "", "| model | torchslim params | TP params | torchslim MACs | TP MACs | Δ params | floor | outputs equal "
+             "| narrowed params | narrowed MACs | deviation |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for r in rows:
-        ours, theirs = r.get("torchslim", {}), r.get("torch_pruning", {})
+        ours, theirs, narrow = r.get("torchslim", {}), r.get("torch_pruning", {}), r.get("narrowed")
         if "skipped" in r or "crashed" in r:
-            lines.append(f"| {r['model']} | {r.get('skipped') or r.get('crashed')} | | | | | |")
+            lines.append(f"| {r['model']} | {r.get('skipped') or r.get('crashed')} | | | | | | | | | |")
             continue
 
         def fmt(side: dict, key: str) -> str:
@@ -193,18 +204,56 @@ def render(rows: list[dict], meta: dict) -> str:
         delta = f"{ours['params'] - theirs['params']:+.3f}" if ours.get("ok") and theirs.get("ok") else ""
         equal = ("yes" if ours.get("depends_on_input") else "yes (output ignores input)") if ours.get("ok") else \
             ours.get("error", "")[:80]
+        narrowed = ["", "", ""]
+        if narrow is not None:
+            narrowed = ([fmt(narrow, "params"), fmt(narrow, "macs"), f"{narrow['deviation_relative']:.3g}"]
+                        if narrow.get("ok") else [narrow.get("error", "")[:60], "", ""])
         lines.append(f"| {r['model']} | {fmt(ours, 'params')} | {fmt(theirs, 'params')} | {fmt(ours, 'macs')} | "
-                     f"{fmt(theirs, 'macs')} | {delta} | {equal} |")
+                     f"{fmt(theirs, 'macs')} | {delta} | {floor(r):.3f} | {equal} | {' | '.join(narrowed)} |")
     both = [r for r in rows if r.get("torchslim", {}).get("ok") and r.get("torch_pruning", {}).get("ok")]
     cnn = [r for r in both if not any(k in r["model"] for k in NORMALISED)]
     worse = [r["model"] for r in cnn if r["torchslim"]["params"] > r["torch_pruning"]["params"] + 0.03]
-    over = [r["model"] for r in rows if r.get("torchslim", {}).get("ok") and r["torchslim"]["params"] > 0.60
+    over = [r for r in rows if r.get("torchslim", {}).get("ok") and r["torchslim"]["params"] > 0.60
             and not any(k in r["model"] for k in NORMALISED)]
     lines += ["", f"{len(rows)} models; torchslim shrinks {sum(bool(r.get('torchslim', {}).get('ok')) for r in rows)}, "
               f"Torch-Pruning {sum(bool(r.get('torch_pruning', {}).get('ok')) for r in rows)}. "
               f"CNNs where both succeed: {len(cnn)}; torchslim keeps > Torch-Pruning + 0.03 of the params on: "
-              f"{', '.join(worse) or 'none'}. Keeps > 0.60 (without LayerNorm'd streams): {', '.join(over) or 'none'}."]
+              f"{', '.join(worse) or 'none'}. Keeps > 0.60 (without LayerNorm'd streams): "
+              + (", ".join(f"{r['model']} ({r['torchslim']['params']:.3f}; its floor {floor(r):.3f}: classifier "
+                           f"{r['classifier_share']:.2f} and never-called layers {r['unused_share']:.2f} of its params)"
+                           for r in over) or "none") + "."]
+    narrowed = [r for r in rows if (r.get("narrowed") or {}).get("ok")]
+    if narrowed:
+        lines += ["", "With `narrow_normalized=True`: " + "; ".join(
+            f"{r['model']} {r['torchslim']['params']:.3f} → {r['narrowed']['params']:.3f}"
+            + (f" (Torch-Pruning {r['torch_pruning']['params']:.3f})" if r.get("torch_pruning", {}).get("ok") else "")
+            + ("" if r["narrowed"]["narrowed_norms"] else " (stream kept whole: "
+               + (r["narrowed"].get("cause") or "no LayerNorm could be narrowed") + ")")
+            for r in narrowed) + "."]
     return "\n".join(lines) + "\n"
+
+
+def floor(row: dict) -> float:
+    """Params kept if every pruned layer keeps 0.49, the classifier 0.7, never-called layers 1."""
+    cls, unused = row.get("classifier_share", 0.0), row.get("unused_share", 0.0)
+    return unused + 0.7 * cls + 0.49 * (1.0 - cls - unused)
+
+
+def shares(model, x, cls: str) -> dict:
+    """Shares of the params in the classifier and in leaf modules the forward never calls."""
+    import torch
+
+    called: set = set()
+    handles = [m.register_forward_hook(lambda m, i, o: called.add(m)) for m in model.modules()]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    total = sum(p.numel() for p in model.parameters())
+    unused = sum(p.numel() for m in model.modules() if m not in called and not list(m.children())
+                 for p in m.parameters(recurse=False))
+    return {"classifier_share": sum(p.numel() for p in model.get_submodule(cls).parameters()) / total,
+            "unused_share": unused / total}
 
 
 def main() -> None:

@@ -56,8 +56,10 @@ def plan(ctx: Any, keep: dict[str, dict[str, torch.Tensor]]) -> Narrowing:
         kept = space.kept(norm.ids)
         if not bool(kept.all()):
             norms.append((norm.name, norm.weight, torch.nonzero(kept).reshape(-1)))
+    if not ctx.params:
+        return Narrowing(norms, [])
     shrunk_labels: set[int] = set()
-    for name, slots in keep.items():
+    for name in keep:
         for slot, ids in ctx.uses[name].slots.items():
             shrunk_labels.update(space.label(ids).tolist())
     params = []
