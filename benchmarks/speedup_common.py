@@ -5,8 +5,8 @@ import time
 from typing import Any
 
 
-def prune_and_speedup(model: Any, x: Any, ratio: float, exclude: str,
-                      narrow_normalized: bool = False) -> tuple[dict[str, float], Any]:
+def prune_and_speedup(model: Any, x: Any, ratio: float, exclude: str, narrow_normalized: bool = False,
+                      op_types: tuple[str, ...] = ("Conv2d", "Linear")) -> tuple[dict[str, float], Any]:
     """Dependency-aware L1 pruning of every Conv2d/Linear but ``exclude``, then ModelSpeedup
     (``narrow_normalized``: LayerNorm'd streams narrowed too, on both sides).
 
@@ -15,7 +15,7 @@ def prune_and_speedup(model: Any, x: Any, ratio: float, exclude: str,
     from torchslim.pruning import L1NormPruner, auto_set_dependency_group_ids
     from torchslim.speedup import ModelSpeedup
 
-    config = [{"op_types": ["Conv2d", "Linear"], "sparse_ratio": ratio}, {"op_names": [exclude], "exclude": True}]
+    config = [{"op_types": list(op_types), "sparse_ratio": ratio}, {"op_names": [exclude], "exclude": True}]
     t0 = time.perf_counter()
     config = auto_set_dependency_group_ids(model, config, x, narrow_normalized=narrow_normalized)
     t1 = time.perf_counter()

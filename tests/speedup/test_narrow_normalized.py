@@ -197,3 +197,28 @@ def test_save_and_load_a_narrowed_model(tmp_path):
     fresh = load(tmp_path / "m.pt", model=_vit())
     assert fresh.pos_embed.shape == model.pos_embed.shape and fresh.norm.normalized_shape == model.norm.normalized_shape
     torch.testing.assert_close(fresh(X_VIT), model(X_VIT))
+
+
+def test_torchvision_vit_with_multihead_attention_narrowed():
+    """nn.MultiheadAttention reads the stream through its in-projection's columns; the patch
+    embedding's reshape writes the width as a number (rewritten, with the graph's parameters)."""
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(image_size=16, patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+                              num_classes=10).eval()
+    with torch.no_grad():
+        model.heads.head.weight.normal_(0, 0.25)  # zero-initialised: the output would ignore the input
+    config = [{"op_types": ["Conv2d", "Linear", "NonDynamicallyQuantizableLinear"], "sparse_ratio": 0.3},
+              {"op_names": ["heads.head"], "exclude": True}]
+    x = torch.randn(2, 3, 16, 16)
+    config = auto_set_dependency_group_ids(model, config, x, narrow_normalized=True)
+    _, masks = L1NormPruner(model, config, dummy_input=x).compress()
+    speedup = ModelSpeedup(model, x, masks, narrow_normalized=True)
+    with pytest.warns(UserWarning, match="LayerNorm over a narrowed stream"):
+        speedup.speedup_model()
+    width = model.encoder.ln.normalized_shape[0]
+    assert width < 16 and model.class_token.shape[-1] == width and model.encoder.pos_embedding.shape[-1] == width
+    assert model.encoder.layers[0].self_attention.in_proj_weight.shape[1] == width
+    assert speedup.report.check.status == "narrowed"
+    assert model(torch.randn(3, 3, 16, 16)).shape == (3, 10)

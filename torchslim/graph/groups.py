@@ -14,6 +14,8 @@ from torchslim.graph.trace import trace_model
 
 from torchslim.graph.kinds import producer_kinds
 
+# attention modules whose output channels are their output projection's (a Linear the pruner masks)
+OUTPUT_PROJECTIONS = {"mha": "out_proj", "qkvo_attention": "o_proj"}
 PRODUCERS = ("conv", "grouped_conv", "depthwise", "linear", "conv1d_hf", "embedding")  # built-in ones
 
 
@@ -61,13 +63,14 @@ def coupled_orders(ctx: Context) -> list[list[tuple[str, list[int]]]]:
     by_labels: dict[tuple[int, ...], list[tuple[str, list[int]]]] = {}
     for name, use in ctx.uses.items():
         ids = use.slots.get("out")
-        if use.kind not in producers or ids is None:
+        if (use.kind not in producers and use.kind not in OUTPUT_PROJECTIONS) or ids is None:
             continue
         labels = ctx.space.label(ids)
         if bool((labels == 0).all()):
             continue
         order = torch.argsort(labels, stable=True)
-        by_labels.setdefault(tuple(labels[order].tolist()), []).append((name, order.tolist()))
+        member = f"{name}.{OUTPUT_PROJECTIONS[use.kind]}" if use.kind in OUTPUT_PROJECTIONS else name
+        by_labels.setdefault(tuple(labels[order].tolist()), []).append((member, order.tolist()))
     return [members for members in by_labels.values() if len(members) > 1]
 
 

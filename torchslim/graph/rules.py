@@ -216,6 +216,9 @@ def _tie_read_sizes(ctx, node: fx.Node, sizes: Any, out: Chan) -> None:
         if dim is None or _dim(dim, chan.ndim) in chan.varying():
             ctx.space.keep(chan.ids)
             ctx.space.keep(out.ids)
+            if ctx.narrow_normalized:  # (a LayerNorm'd stream's width read this way stays whole)
+                ctx.fixed_size(node, "a size read from another tensor's channels fixes both widths")
+            return
 
 
 def _flattens_into(in_shape: tuple, out_shape: tuple, dim: int) -> bool:

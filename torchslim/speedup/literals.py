@@ -13,6 +13,7 @@ from typing import Any
 import operator
 
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 
 from torchslim.graph.engine import Literal
@@ -52,9 +53,29 @@ def rewrite_literals(model: nn.Module, literals: list[Literal], space: Any,
     if graphs:
         undo.append(("forward", model.__dict__.get("forward", _MISSING)))
         for gm in graphs.values():
+            sync_attrs(gm, model)
             gm.recompile()
             model.forward = gm.forward  # the graph holds the model's own submodules
     return undo
+
+
+def sync_attrs(gm: fx.GraphModule, model: nn.Module) -> None:
+    """Point the graph's parameters and modules at the model's current ones (narrow_normalized
+    replaced some parameters, shrinkers may replace modules) and give ``F.layer_norm`` the current
+    width of its weight."""
+    for node in gm.graph.nodes:
+        if node.op in ("get_attr", "call_module"):
+            owner, _, attr = node.target.rpartition(".")
+            try:
+                value = model.get_submodule(owner) if owner else model
+                value = getattr(value, attr)
+            except AttributeError:
+                continue
+            setattr(gm.get_submodule(owner) if owner else gm, attr, value)
+        elif node.op == "call_function" and node.target is F.layer_norm and len(node.args) > 2 \
+                and isinstance(node.args[2], fx.Node) and node.args[2].op == "get_attr":
+            width = gm.get_parameter(node.args[2].target).shape[0]
+            node.args = (node.args[0], (int(width),), *node.args[2:])
 
 
 def undo_literals(model: nn.Module, undo: list[tuple[Any, ...]]) -> None:
