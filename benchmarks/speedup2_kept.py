@@ -78,11 +78,17 @@ def calibrate(model, size: int) -> None:
         m.reset_running_stats()
         m.momentum = None
     if norms:
+        # auxiliary heads run only in training and may not fit a small input: detached meanwhile
+        aux = {n: m for n, m in model.named_children() if "aux" in n.lower()}
+        for n in aux:
+            setattr(model, n, None)
         model.train()
         with torch.no_grad():
             for _ in range(2):
                 model(torch.randn(2, 3, size, size))
         model.eval()
+        for n, m in aux.items():
+            setattr(model, n, m)
     with torch.no_grad():  # zero-initialised heads (torchvision's ViT) give constant outputs
         for m in model.modules():
             if isinstance(m, torch.nn.Linear) and not bool(m.weight.any()):
