@@ -35,9 +35,16 @@ ZOO = ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "mobilenet_v3_small", "squeez
        "resnext50_32x4d", "regnet_y_400mf", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "resnet18",
        "regnet_x_400mf", "googlenet", "resnet50", "densenet121", "convnext_tiny", "vit_b_16", "regnet_y_800mf",
        "inception_v3", "efficientnet_v2_s", "swin_t", "alexnet", "vgg11_bn", "wide_resnet50_2"]
-TIMM = ["resnet50", "efficientnet_b0", "regnety_008", "convnext_tiny", "mobilevitv2_050", "vit_small_patch16_224"]
+# the issue's timm list: resnet, efficientnet, convnext, regnet, mobilevitv2, vit (a small and a usual size each)
+TIMM = ["resnet18", "resnet50", "efficientnet_b0", "efficientnet_lite0", "regnetx_004", "regnety_008", "convnext_atto",
+        "convnext_tiny", "mobilevitv2_050", "vit_tiny_patch16_224", "vit_small_patch16_224"]
 SKIP = {"vit_h_14": "632M params", "regnet_y_128gf": "645M params", "regnet_y_32gf": "145M params",
         "vit_l_16": "304M params", "vit_l_32": "306M params", "regnet_y_16gf": "84M params"}
+def op_types(model) -> tuple[str, ...]:
+    """Conv2d and Linear, and nn.MultiheadAttention's out_proj (a Linear subclass of its own name,
+    which Torch-Pruning prunes too) where the model has one."""
+    extra = {type(m).__name__ for m in model.modules()} & {"NonDynamicallyQuantizableLinear"}
+    return ("Conv2d", "Linear", *sorted(extra))
 NORMALISED = ("vit", "swin", "convnext", "maxvit", "mobilevit")  # LayerNorm'd residual streams
 
 
@@ -57,7 +64,7 @@ def build(name: str, size: int):
     if name.startswith("maxvit"):
         size = 224  # its window partition needs 224
     if name.startswith("inception"):
-        size = max(size, 96)  # its stem needs at least 75 pixels
+        size = max(size, 128)  # its stem needs 75 pixels, its auxiliary head (run in calibration) more
     return torchvision.models.get_model(name, weights=None, **kwargs).eval(), size
 
 
@@ -71,11 +78,21 @@ def calibrate(model, size: int) -> None:
         m.reset_running_stats()
         m.momentum = None
     if norms:
+        # auxiliary heads run only in training and may not fit a small input: detached meanwhile
+        aux = {n: m for n, m in model.named_children() if "aux" in n.lower()}
+        for n in aux:
+            setattr(model, n, None)
         model.train()
         with torch.no_grad():
             for _ in range(2):
                 model(torch.randn(2, 3, size, size))
         model.eval()
+        for n, m in aux.items():
+            setattr(model, n, m)
+    with torch.no_grad():  # zero-initialised heads (torchvision's ViT) give constant outputs
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and not bool(m.weight.any()):
+                m.weight.normal_(0, m.in_features ** -0.5)
 
 
 def classifier_name(model) -> str:
@@ -89,7 +106,7 @@ def run_one(name: str, size: int, tp_limit: int) -> dict:
 
     import torch
 
-    from torchslim.utils.metrics import count_macs, count_params
+    from torchslim.utils.metrics import count_params
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -97,24 +114,27 @@ def run_one(name: str, size: int, tp_limit: int) -> dict:
     calibrate(dense, size)
     x = torch.randn(1, 3, size, size)
     cls = classifier_name(dense)
-    row: dict = {"model": name, "size": size, "params": count_params(dense), "macs": count_macs(dense, x)}
+    row: dict = {"model": name, "size": size, "params": count_params(dense), "macs": macs_of(dense, x),
+                 **shares(dense, x, cls)}
     try:
         sys.path.insert(0, str(HERE))
         from speedup_common import prune_and_speedup
 
         model = copy.deepcopy(dense)
         t0 = time.perf_counter()
-        _, speedup = prune_and_speedup(model, x, 0.3, cls)
+        _, speedup = prune_and_speedup(model, x, 0.3, cls, op_types=op_types(dense))
         seconds = time.perf_counter() - t0
         with torch.no_grad():
             out, other = model(x), model(torch.randn_like(x))
         row["torchslim"] = {"ok": True, "params": count_params(model) / row["params"],
-                            "macs": count_macs(model, x) / row["macs"], "s": seconds,
+                            "macs": macs_of(model, x) / row["macs"], "s": seconds,
                             "max_abs_diff": speedup.report.max_abs_diff,
                             "depends_on_input": not torch.allclose(out, other),
                             "barriers": len(speedup.report.barriers), "shortfalls": len(speedup.report.shortfalls())}
     except Exception as exc:  # recorded: the table lists every failure
         row["torchslim"] = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    if any(k in name for k in NORMALISED):
+        row["narrowed"] = narrowed_row(dense, x, cls, row)
 
     def give_up(signum, frame):
         raise TimeoutError(f"did not finish within {tp_limit} s")
@@ -132,7 +152,7 @@ def run_one(name: str, size: int, tp_limit: int) -> dict:
         with torch.no_grad():
             model(x)
         row["torch_pruning"] = {"ok": True, "params": count_params(model) / row["params"],
-                                "macs": count_macs(model, x) / row["macs"], "s": seconds}
+                                "macs": macs_of(model, x) / row["macs"], "s": seconds}
     except Exception as exc:
         row["torch_pruning"] = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     finally:
@@ -140,19 +160,55 @@ def run_one(name: str, size: int, tp_limit: int) -> dict:
     return row
 
 
+def narrowed_row(dense, x, cls: str, row: dict) -> dict:
+    """torchslim with narrow_normalized=True on both sides: params kept and how far the shrunk
+    model is from the masked one (max |difference| / output spread across inputs)."""
+    import warnings
+
+    import torch
+
+    from speedup_common import prune_and_speedup
+    from torchslim.utils.metrics import count_params
+
+    try:
+        model = copy.deepcopy(dense)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the deviation warning: recorded below instead
+            _, speedup = prune_and_speedup(model, x, 0.3, cls, narrow_normalized=True, op_types=op_types(dense))
+        with torch.no_grad():
+            out, other = model(x), model(torch.randn_like(x))
+        report = speedup.report
+        deviation = report.deviation or {}
+        return {"ok": True, "params": count_params(model) / row["params"], "macs": macs_of(model, x) / row["macs"],
+                "check": report.check.status if report.check is not None else None,
+                "deviation_relative": deviation.get("relative", 0.0), "cause": deviation.get("cause", ""),
+                "depends_on_input": not torch.allclose(out, other),
+                "narrowed_norms": deviation.get("narrowed_layernorms", 0),
+                "barriers": sorted({b.reason.split(" (")[0] for b in report.barriers})}
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+
+
 def render(rows: list[dict], meta: dict) -> str:
     lines = ["# Params and MACs kept at 30% channel pruning: torchslim vs Torch-Pruning", "",
              f"Generated by `benchmarks/speedup2_kept.py` from `results/speedup2_kept.json` ({meta['date']}, "
              f"torch {meta['torch']}, torch-pruning {meta['torch_pruning']}, input {meta['size']}px unless noted; "
              "machine shared with other jobs: times are indicative only). Both tools prune 30% of the output "
-             "channels of every Conv2d/Linear but the classifier (L1 magnitude), same random weights. "
-             "torchslim's shrunk model is checked equal to the masked one, on outputs that depend on the input.",
-             "", "| model | torchslim params | TP params | torchslim MACs | TP MACs | Δ params | outputs equal |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+             "channels of every Conv2d/Linear (MultiheadAttention's out_proj included) but the classifier (L1 magnitude), "
+             "same random weights. "
+             "torchslim's shrunk model is checked equal to the masked one, on outputs that depend on the input. "
+             "*floor*: what the model keeps if every pruned layer keeps 0.7 x 0.7 = 0.49 of its params, the "
+             "classifier 0.7 (its inputs only) and layers the forward never calls (auxiliary heads) all. "
+             "*narrowed*: torchslim with `narrow_normalized=True` (LayerNorm'd streams narrowed, as Torch-Pruning "
+             "does); *deviation*: the narrowed model's largest output difference from the masked model, in units "
+             "of the output's spread across inputs.",
+             "", "| model | torchslim params | TP params | torchslim MACs | TP MACs | Δ params | floor | outputs equal "
+             "| narrowed params | narrowed MACs | deviation |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for r in rows:
-        ours, theirs = r.get("torchslim", {}), r.get("torch_pruning", {})
+        ours, theirs, narrow = r.get("torchslim", {}), r.get("torch_pruning", {}), r.get("narrowed")
         if "skipped" in r or "crashed" in r:
-            lines.append(f"| {r['model']} | {r.get('skipped') or r.get('crashed')} | | | | | |")
+            lines.append(f"| {r['model']} | {r.get('skipped') or r.get('crashed')} | | | | | | | | | |")
             continue
 
         def fmt(side: dict, key: str) -> str:
@@ -161,18 +217,74 @@ def render(rows: list[dict], meta: dict) -> str:
         delta = f"{ours['params'] - theirs['params']:+.3f}" if ours.get("ok") and theirs.get("ok") else ""
         equal = ("yes" if ours.get("depends_on_input") else "yes (output ignores input)") if ours.get("ok") else \
             ours.get("error", "")[:80]
+        narrowed = ["", "", ""]
+        if narrow is not None:
+            narrowed = ([fmt(narrow, "params"), fmt(narrow, "macs"), f"{narrow['deviation_relative']:.3g}"]
+                        if narrow.get("ok") else [narrow.get("error", "")[:60], "", ""])
         lines.append(f"| {r['model']} | {fmt(ours, 'params')} | {fmt(theirs, 'params')} | {fmt(ours, 'macs')} | "
-                     f"{fmt(theirs, 'macs')} | {delta} | {equal} |")
+                     f"{fmt(theirs, 'macs')} | {delta} | {floor(r):.3f} | {equal} | {' | '.join(narrowed)} |")
     both = [r for r in rows if r.get("torchslim", {}).get("ok") and r.get("torch_pruning", {}).get("ok")]
     cnn = [r for r in both if not any(k in r["model"] for k in NORMALISED)]
     worse = [r["model"] for r in cnn if r["torchslim"]["params"] > r["torch_pruning"]["params"] + 0.03]
-    over = [r["model"] for r in rows if r.get("torchslim", {}).get("ok") and r["torchslim"]["params"] > 0.60
+    over = [r for r in rows if r.get("torchslim", {}).get("ok") and r["torchslim"]["params"] > 0.60
             and not any(k in r["model"] for k in NORMALISED)]
     lines += ["", f"{len(rows)} models; torchslim shrinks {sum(bool(r.get('torchslim', {}).get('ok')) for r in rows)}, "
               f"Torch-Pruning {sum(bool(r.get('torch_pruning', {}).get('ok')) for r in rows)}. "
               f"CNNs where both succeed: {len(cnn)}; torchslim keeps > Torch-Pruning + 0.03 of the params on: "
-              f"{', '.join(worse) or 'none'}. Keeps > 0.60 (without LayerNorm'd streams): {', '.join(over) or 'none'}."]
+              f"{', '.join(worse) or 'none'}. Keeps > 0.60 (without LayerNorm'd streams): "
+              + (", ".join(f"{r['model']} ({r['torchslim']['params']:.3f}; its floor {floor(r):.3f}: classifier "
+                           f"{r['classifier_share']:.2f} and never-called layers {r['unused_share']:.2f} of its params)"
+                           for r in over) or "none") + "."]
+    narrowed = [r for r in rows if (r.get("narrowed") or {}).get("ok")]
+    if narrowed:
+        lines += ["", "With `narrow_normalized=True`: " + "; ".join(
+            f"{r['model']} {r['torchslim']['params']:.3f} → {r['narrowed']['params']:.3f}"
+            + (f" (Torch-Pruning {r['torch_pruning']['params']:.3f})" if r.get("torch_pruning", {}).get("ok") else "")
+            + ("" if r["narrowed"]["narrowed_norms"] else " (stream kept whole"
+               + (": " + "; ".join(r["narrowed"].get("barriers", [])) if r["narrowed"].get("barriers") else "") + ")")
+            for r in narrowed) + "."]
     return "\n".join(lines) + "\n"
+
+
+def floor(row: dict) -> float:
+    """Params kept if every pruned layer keeps 0.49, the classifier 0.7, never-called layers 1."""
+    cls, unused = row.get("classifier_share", 0.0), row.get("unused_share", 0.0)
+    return unused + 0.7 * cls + 0.49 * (1.0 - cls - unused)
+
+
+def macs_of(model, x) -> int:
+    """MACs as torch's FlopCounterMode counts them, with every nn.MultiheadAttention swapped for
+    torchslim's SlimMultiheadAttention (same arithmetic): the former's fused path counts as 0."""
+    import torch
+
+    from torchslim.speedup.attention import SlimMultiheadAttention
+    from torchslim.utils.metrics import count_macs
+
+    model = copy.deepcopy(model)
+    for parent in list(model.modules()):
+        for attr, child in list(parent.named_children()):
+            if type(child) is torch.nn.MultiheadAttention and child._qkv_same_embed_dim:
+                setattr(parent, attr, SlimMultiheadAttention(child, torch.arange(child.num_heads)))
+    return count_macs(model, x)
+
+
+def shares(model, x, cls: str) -> dict:
+    """Shares of the params in the classifier and in leaf modules the forward never calls."""
+    import torch
+
+    called: set = set()
+    handles = [m.register_forward_hook(lambda m, i, o: called.add(m)) for m in model.modules()]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    total = sum(p.numel() for p in model.parameters())
+    parent = {c: m for m in model.modules() for c in m.children()}
+    # a leaf neither called nor inside a called module (MultiheadAttention reads out_proj's weights)
+    unused = sum(p.numel() for m in model.modules() if m not in called and parent.get(m) not in called
+                 and not list(m.children()) for p in m.parameters(recurse=False))
+    return {"classifier_share": sum(p.numel() for p in model.get_submodule(cls).parameters()) / total,
+            "unused_share": unused / total}
 
 
 def main() -> None:

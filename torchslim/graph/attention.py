@@ -19,14 +19,14 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from torchslim.graph.idspace import along
+from torchslim.graph.idspace import Chan, along
 from torchslim.graph.module_rules import register_module_rule, rows_dead
 
 
-def _pin_inputs(ctx, node: fx.Node) -> None:
+def _pin_inputs(ctx, node: fx.Node, but: Any = None) -> None:
     for arg in list(node.args) + list(node.kwargs.values()):
         chan = ctx.chan(arg)
-        if chan is not None:
+        if chan is not None and arg is not but:
             ctx.space.keep(chan.ids)
 
 
@@ -48,8 +48,9 @@ def _first_shape(node: fx.Node) -> torch.Size:
 
 
 def _internal_heads(ctx, node: fx.Node, m: nn.Module, name: str, kind: str, heads: int,
-                    v_dead: torch.Tensor, proj_in_dead: torch.Tensor, out_dead: torch.Tensor) -> Any:
-    _pin_inputs(ctx, node)
+                    v_dead: torch.Tensor, proj_in_dead: torch.Tensor, out_dead: torch.Tensor,
+                    consumed: Any = None) -> Any:
+    _pin_inputs(ctx, node, but=consumed)
     use = ctx.use(name, m, kind)
     head_ids = ctx.module_ids(name, "heads", heads)
     ctx.slot(use, "heads", head_ids)
@@ -76,7 +77,24 @@ def multihead_attention(ctx, node: fx.Node, m: nn.MultiheadAttention, name: str)
     proj_in_dead = rows_dead(proj_mask, 1, e)
     out_dead = rows_dead(proj_mask, 0, e) & (rows_dead(ctx.mask_of(proj, "bias"), 0, e)
                                              if m.out_proj.bias is not None else torch.ones(e, dtype=torch.bool))
-    return _internal_heads(ctx, node, m, name, "mha", m.num_heads, rows[2 * e:], proj_in_dead, out_dead)
+    x = _self_attention_input(ctx, node)
+    if x is not None:  # query = key = value: its channels are the in-projection's columns
+        use = ctx.use(name, m, "mha")
+        ids, dead = ctx.ids_along(ctx.chan(x), ctx.chan(x).ndim - 1, e)
+        ctx.slot(use, "in", ids)
+        ctx.space.keep_alive(Chan(ids, dead | rows_dead(in_mask, 1, e)))
+    return _internal_heads(ctx, node, m, name, "mha", m.num_heads, rows[2 * e:], proj_in_dead, out_dead, consumed=x)
+
+
+def _self_attention_input(ctx, node: fx.Node) -> fx.Node | None:
+    """The one tensor given as query, key and value, if it carries channels along its last dim only."""
+    args = list(node.args[:3]) + [node.kwargs.get(k) for k in ("query", "key", "value")[len(node.args):]]
+    if len(args) < 3 or not isinstance(args[0], fx.Node) or any(a is not args[0] for a in args[:3]):
+        return None
+    chan = ctx.chan(args[0])
+    if chan is None or any(d != chan.ndim - 1 for d in chan.varying()):
+        return None
+    return args[0]
 
 
 def gpt2_attention(ctx, node: fx.Node, m: nn.Module, name: str) -> Any:

@@ -21,6 +21,8 @@ from torch import nn
 
 from torchslim.errors import SpeedupError
 from torchslim.graph.idspace import Chan, Space, along, pinned
+from torchslim.graph.normalized import NarrowedNorm, StreamParam, stream_param
+from torchslim.graph.shuffle import Chunk, Shuffle
 from torchslim.graph.trace import TracedPart, qualified
 
 
@@ -61,8 +63,14 @@ class Context:
     """State of one analysis; handed to every rule."""
 
     def __init__(self, masks: Mapping[str, Mapping[str, torch.Tensor]], *, strict: bool = False,
-                 time_limit: float | None = None, progress: Callable[[int, int, str], None] | None = None) -> None:
+                 time_limit: float | None = None, progress: Callable[[int, int, str], None] | None = None,
+                 narrow_normalized: bool = False) -> None:
         self.space = Space()
+        # narrow LayerNorm'd streams (see graph/normalized.py): parameters read in the graph
+        # get channel ids, LayerNorms record the channels they may lose
+        self.narrow_normalized = narrow_normalized
+        self.params: dict[str, StreamParam] = {}
+        self.narrowed: list[NarrowedNorm] = []
         self.masks = masks
         self.strict = strict
         self.time_limit = time_limit
@@ -73,7 +81,12 @@ class Context:
         self.env: dict[fx.Node, Any] = {}
         self.gm: fx.GraphModule | None = None
         self.node: fx.Node | None = None
-        self.literals: list[Literal] = []  # sizes written as numbers that speedup rewrites
+        # (1-D ids, n): the ids form n equal runs that must keep as many channels each (chunk)
+        self.balanced: list[tuple[torch.Tensor, int]] = []
+        self.literals: list[Literal] = []
+        self.shuffles: list[Shuffle] = []  # channel shuffles rewritten as an index (graph/shuffle.py)
+        self.shuffle_out: dict[fx.Node, Chan] = {}
+        self.chunks: list[Chunk] = []  # equal chunks rewritten as splits of the kept counts  # sizes written as numbers that speedup rewrites
         self.rewritable = False  # the current graph may replace its module's forward
         self._module_ids: dict[tuple[str, str], torch.Tensor] = {}
         self._start = time.perf_counter()
@@ -131,6 +144,12 @@ class Context:
     def zero(self, name: str, target: str, dim: int, dead: torch.Tensor) -> None:
         if bool(dead.any()):
             self.zeros.append((name, target, dim, dead.reshape(-1)))
+
+    def param_at(self, arg: Any) -> StreamParam | None:
+        """The stream parameter a ``get_attr`` node reads (narrowing mode), else None."""
+        if not isinstance(arg, fx.Node) or arg.op != "get_attr" or self.gm is None:
+            return None
+        return self.params.get(qualified(self.gm, arg.target))
 
     def mask_of(self, name: str, target: str) -> torch.Tensor | None:
         return self.masks.get(name, {}).get(target)
@@ -276,7 +295,10 @@ def analyze_part(ctx: Context, part: TracedPart) -> None:
             value = ctx.pinned_like(node)
         elif node.op == "get_attr":
             attr = _get_attr(gm, node.target)
-            value = pinned(attr.dim()) if isinstance(attr, torch.Tensor) else None
+            if ctx.narrow_normalized and isinstance(attr, nn.Parameter):
+                value = stream_param(ctx, qualified(gm, node.target), attr)
+            else:
+                value = pinned(attr.dim()) if isinstance(attr, torch.Tensor) else None
         elif node.op == "output":
             for chan in _flat_chans(ctx.value(node.args[0])):
                 ctx.space.keep(chan.ids)

@@ -1,6 +1,9 @@
 """Dependency groups: layers whose output channels are coupled one-to-one."""
 from __future__ import annotations
 
+from collections import Counter
+from functools import reduce
+from math import gcd
 from typing import Any, Callable, Iterable
 
 import torch
@@ -11,18 +14,25 @@ from torchslim.graph.trace import trace_model
 
 from torchslim.graph.kinds import producer_kinds
 
+# attention modules whose output channels are their output projection's (a Linear the pruner masks)
+OUTPUT_PROJECTIONS = {"mha": "out_proj", "qkvo_attention": "o_proj"}
 PRODUCERS = ("conv", "grouped_conv", "depthwise", "linear", "conv1d_hf", "embedding")  # built-in ones
 
 
 def analyze(model: nn.Module, dummy_input: Any, masks: Any = None, *, leaf_modules: Iterable[type | str] = (),
-            autowrap_functions: Iterable[Callable] = (), strict: bool = False) -> Context:
-    """Trace ``model`` and run the channel analysis; the returned context is resolved."""
+            autowrap_functions: Iterable[Callable] = (), strict: bool = False,
+            narrow_normalized: bool = False) -> Context:
+    """Trace ``model`` and run the channel analysis; the returned context is resolved.
+
+    ``narrow_normalized``: LayerNorm'd residual streams may be narrowed (as with
+    ``ModelSpeedup(..., narrow_normalized=True)``), so their layers form dependency groups.
+    """
     was_training = model.training
     model.eval()
     try:
         with no_gc():
             traced = trace_model(model, dummy_input, leaf_modules=leaf_modules, autowrap_functions=autowrap_functions)
-            ctx = Context(masks or {}, strict=strict)
+            ctx = Context(masks or {}, strict=strict, narrow_normalized=narrow_normalized)
             for part in traced.parts:
                 analyze_part(ctx, part)
             ctx.space.resolve()
@@ -53,13 +63,14 @@ def coupled_orders(ctx: Context) -> list[list[tuple[str, list[int]]]]:
     by_labels: dict[tuple[int, ...], list[tuple[str, list[int]]]] = {}
     for name, use in ctx.uses.items():
         ids = use.slots.get("out")
-        if use.kind not in producers or ids is None:
+        if (use.kind not in producers and use.kind not in OUTPUT_PROJECTIONS) or ids is None:
             continue
         labels = ctx.space.label(ids)
         if bool((labels == 0).all()):
             continue
         order = torch.argsort(labels, stable=True)
-        by_labels.setdefault(tuple(labels[order].tolist()), []).append((name, order.tolist()))
+        member = f"{name}.{OUTPUT_PROJECTIONS[use.kind]}" if use.kind in OUTPUT_PROJECTIONS else name
+        by_labels.setdefault(tuple(labels[order].tolist()), []).append((member, order.tolist()))
     return [members for members in by_labels.values() if len(members) > 1]
 
 
@@ -105,6 +116,45 @@ def group_counts(ctx: Context) -> dict[str, int]:
             order = [p[1] for p in parts]
             if all(order[i] == order[(i // per) * per] for i in range(len(order))):
                 out[name] = groups
+    out.update(_chunk_counts(ctx, producers, skip=set(out)))
+    return out
+
+
+def _chunk_counts(ctx: Context, producers: set[str], skip: set[str]) -> dict[str, int]:
+    """Groups that keep the pieces of equal chunks equal (ShuffleNet's ``x.chunk(2, 1)`` after a
+    shuffle): a layer whose channels fall evenly into every piece of each chunk it reaches prunes
+    as many in each run of channels that go to one piece, so the pieces stay equal without
+    keeping extra channels."""
+    space = ctx.space
+    pieces: list[dict[int, int]] = []
+    for ids, n in ctx.balanced:
+        where: dict[int, int] = {}
+        for g, row in enumerate(space.label(ids).reshape(n, -1).tolist()):
+            for label in row:
+                where[label] = g if where.get(label, g) == g else -1  # -1: in several pieces
+        pieces.append(where)
+    out: dict[str, int] = {}
+    for name, use in ctx.uses.items():
+        ids = use.slots.get("out")
+        if use.kind not in producers or ids is None or name in skip or not pieces:
+            continue
+        labels = space.label(ids).tolist()
+        signature = [tuple(p.get(label) for p in pieces) for label in labels]
+        touched = [k for k in range(len(pieces)) if any(sig[k] is not None for sig in signature)]
+        if not touched or any(sig[k] == -1 for sig in signature for k in touched):
+            continue
+        balanced = True
+        for k in touched:
+            counts = Counter(sig[k] for sig in signature if sig[k] is not None)
+            balanced &= len(counts) == len({g for g in pieces[k].values() if g >= 0}) and len(set(counts.values())) == 1
+        runs, start = [], 0
+        for i in range(1, len(signature) + 1):
+            if i == len(signature) or signature[i] != signature[start]:
+                runs.append(i - start)
+                start = i
+        per = reduce(gcd, runs)
+        if balanced and len(runs) > 1 and len(labels) % per == 0:
+            out[name] = len(labels) // per
     return out
 
 

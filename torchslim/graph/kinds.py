@@ -167,6 +167,7 @@ _BUILTIN = [
     ModuleKind("instancenorm", param_dims=_same("weight", "bias", "running_mean", "running_var"), slot_size=_channels),
     ModuleKind("prelu", param_dims=_same("weight"), slot_size=_channels),
     ModuleKind("groupnorm", param_dims=_same("weight", "bias"), slot_size=_channels),
+    ModuleKind("layernorm", param_dims=_same("weight", "bias"), slot_size=lambda m, slot: int(m.normalized_shape[-1])),
     ModuleKind("mha", slot_size=_heads_size),
     ModuleKind("gpt2_attention", slot_size=_heads_size),
     ModuleKind("qkvo_attention", slot_size=_heads_size),

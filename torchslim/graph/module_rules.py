@@ -17,7 +17,9 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from torchslim.graph.idspace import Chan, along, compress
-from torchslim.graph.rules import _regroup, _softmax, spatial, unary
+from torchslim.graph.normalized import layer_norm_module
+from torchslim.graph.contractions import _softmax
+from torchslim.graph.rules import _regroup, spatial, unary
 
 ModuleRule = Callable[[Any, fx.Node, nn.Module, str], Any]
 
@@ -184,16 +186,6 @@ def group_norm(ctx, node: fx.Node, m: nn.GroupNorm, name: str) -> Any:
     return along(len(ctx.shape(node)), 1, ids, dead)
 
 
-def layer_norm(ctx, node: fx.Node, m: nn.LayerNorm, name: str) -> Any:
-    x = _input(ctx, node)
-    if x is None:
-        return ctx.barrier(node, "LayerNorm on an untracked tensor")
-    n = len(m.normalized_shape)
-    if any(d >= x.ndim - n for d in x.varying()):
-        ctx.space.keep(x.ids)  # normalisation statistics span these channels
-    return x.alive()
-
-
 def embedding(ctx, node: fx.Node, m: nn.Embedding, name: str) -> Any:
     idx = _input(ctx, node)
     if idx is not None:
@@ -236,7 +228,7 @@ _BY_TYPE: list[tuple[type, ModuleRule]] = [
     (_InstanceNorm, channel_affine("instancenorm", True)),
     (nn.PReLU, prelu),
     (nn.GroupNorm, group_norm),
-    (nn.LayerNorm, layer_norm),
+    (nn.LayerNorm, layer_norm_module),
     (nn.Embedding, embedding),
     (nn.Flatten, _flatten_module),
     (nn.Softmax, _softmax_module),

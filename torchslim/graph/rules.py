@@ -16,19 +16,13 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 
+from torchslim.graph.contractions import _arg, _dim, _pad, _softmax, _einsum, _matmul, reduction
 from torchslim.graph.idspace import Chan, compress, pinned, reshape_chan, reshape_groups
+from torchslim.graph.normalized import layer_norm_function
+from torchslim.graph import shuffle
+from torchslim.graph.sizes import reshaped_from, size_sources
 
 Rule = Callable[[Any, fx.Node], Any]
-
-
-def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
-    if len(node.args) > index:
-        return node.args[index]
-    return node.kwargs.get(name, default)
-
-
-def _dim(d: int, ndim: int) -> int:
-    return d % ndim if ndim else 0
 
 
 # --- pass-through ops ---------------------------------------------------------------------
@@ -126,12 +120,6 @@ def binary(kind: str) -> Rule:
     return rule
 
 
-def _pad(chan: Chan, ndim: int) -> Chan:
-    while chan.ndim < ndim:
-        chan = chan.map(lambda t: t.unsqueeze(0))
-    return chan
-
-
 # --- shape ops ---------------------------------------------------------------------------------
 def shape_op(fn: Callable[[torch.Tensor, fx.Node], torch.Tensor]) -> Rule:
     """Ops whose effect on ids is the op itself (permute, transpose, unsqueeze): no expansion."""
@@ -191,11 +179,16 @@ def _reshape(ctx, node: fx.Node) -> Any:
     out_shape, in_shape, chan = ctx.shape(node), ctx.shape(node.args[0]), ctx.chan(node.args[0])
     if chan is None or in_shape is None or out_shape is None:
         return ctx.barrier(node, "reshape of an untracked tensor")
+    if node in ctx.shuffle_out:  # the end of a channel shuffle: its input, permuted
+        return ctx.shuffle_out.pop(node)
+    if shuffle.detect(ctx, node, chan, in_shape, out_shape):
+        return reshape_chan(chan, in_shape, out_shape)  # no coupling: the shuffle becomes an index
     out = reshape_chan(chan, in_shape, out_shape)
     sizes = node.args[1:] if node.op == "call_method" else (_arg(node, 1, "shape"),)
     if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
         sizes = sizes[0]
     static = [_static(s) for s in sizes] if len(sizes) == len(out_shape) else [out_shape[d] for d in range(len(out_shape))]
+    _tie_read_sizes(ctx, node, sizes, out)
     const_dims = [d for d, s in enumerate(static) if isinstance(s, int) and s != -1 and out_shape[d] > 1]
     varying = out.varying()
     if varying and all(d in const_dims for d in varying):
@@ -212,6 +205,20 @@ def _reshape(ctx, node: fx.Node) -> Any:
     if len(out.varying()) > 1:
         ctx.space.keep(out.ids)
     return out
+
+
+def _tie_read_sizes(ctx, node: fx.Node, sizes: Any, out: Chan) -> None:
+    """A size read from another tensor's channel dim fixes both widths (see graph/sizes.py)."""
+    for source, dim in size_sources(list(sizes)):
+        chan = ctx.chan(source)
+        if chan is None or not chan.varying() or reshaped_from(node.args[0], source):
+            continue
+        if dim is None or _dim(dim, chan.ndim) in chan.varying():
+            ctx.space.keep(chan.ids)
+            ctx.space.keep(out.ids)
+            if ctx.narrow_normalized:  # (a LayerNorm'd stream's width read this way stays whole)
+                ctx.fixed_size(node, "a size read from another tensor's channels fixes both widths")
+            return
 
 
 def _flattens_into(in_shape: tuple, out_shape: tuple, dim: int) -> bool:
@@ -316,6 +323,11 @@ def _split_like(ctx, node: fx.Node, pieces: list[int], dim: int, equal: bool) ->
                                        for i, (st, size) in enumerate(zip(starts, pieces)))):
                 ctx.fixed_size(node, "split sizes written as numbers fix the channel count here")
                 ctx.space.keep(chan.ids)  # fixed split sizes: channels cannot move between pieces
+        elif len(chan.varying()) == 1:
+            # a split of the kept counts, or equal chunks keeping as many channels each (topped up)
+            ids = ctx.space.rect(chan, (dim,)).ids.reshape(-1)
+            if not shuffle.record_chunk(ctx, node, dim, ids, len(pieces)):
+                ctx.balanced.append((ids, len(pieces)))
         else:
             # equal chunks stay equal: couple position j of every chunk
             full = chan.full(in_shape)
@@ -387,134 +399,6 @@ def _getitem(ctx, node: fx.Node) -> Any:
     return compress(Chan(full.ids[index], full.dead[index]))
 
 
-# --- reductions and contractions ----------------------------------------------------------------------
-def reduction(zero_preserving: bool = True, zeros_drop_out: bool = False) -> Rule:
-    """``zeros_drop_out``: a zero entry does not change the result (sum, norm), so channels
-    that are exactly zero may go; otherwise (mean, max, var...) every reduced channel stays."""
-    def rule(ctx, node: fx.Node) -> Any:
-        chan = ctx.chan(node.args[0])
-        if chan is None:
-            return ctx.barrier(node, "reduction of an untracked tensor") if "tensor_meta" in node.meta else None
-        out_shape = ctx.shape(node)
-        dims = _arg(node, 1, "dim")
-        keepdim = bool(_arg(node, 2, "keepdim", False))
-        meta = node.meta.get("tensor_meta")
-        multi = isinstance(meta, (tuple, list)) and not hasattr(meta, "shape")  # max(dim) -> (values, indices)
-        if multi:
-            out_shape = meta[0].shape
-        if out_shape is None:
-            return None
-        if dims is None:
-            dims = list(range(chan.ndim))
-        dims = [dims] if isinstance(dims, int) else list(dims)
-        dims = sorted(_dim(d, chan.ndim) for d in dims)
-        reduced = chan
-        for d in dims:
-            if d in chan.varying():  # channels reduced over are consumed
-                if zeros_drop_out:
-                    ctx.space.keep_alive(reduced)
-                else:
-                    ctx.space.keep(reduced.ids)
-            reduced = Chan(reduced.ids.narrow(d, 0, 1), reduced.dead.all(d, keepdim=True))
-        if not keepdim:
-            for d in reversed(dims):
-                reduced = reduced.map(lambda t, d=d: t.squeeze(d))
-        if chan.varying() and all(d in dims for d in chan.varying()):
-            # every channel was summed over: the result carries none of them (a fresh, kept
-            # identity), so the reduced channels' group ends here with no extra channel kept
-            reduced = Chan(torch.zeros_like(reduced.ids), reduced.dead)
-        out = reduced if zero_preserving else reduced.alive()
-        if multi:
-            return (out, out.alive())
-        return out
-    return rule
-
-
-def _softmax(ctx, node: fx.Node) -> Any:
-    chan = ctx.chan(node.args[0])
-    if chan is None:
-        return ctx.barrier(node, "softmax of an untracked tensor")
-    dim = _dim(_arg(node, 1, "dim", -1), chan.ndim)
-    if dim in chan.varying():
-        ctx.space.keep(chan.ids)
-    return chan.alive()
-
-
-def _matmul(ctx, node: fx.Node) -> Any:
-    a, b = _arg(node, 0, "input"), _arg(node, 1, "other")
-    ca, cb = ctx.chan(a), ctx.chan(b)
-    sa, sb, so = ctx.shape(a), ctx.shape(b), ctx.shape(node)
-    if ca is None or cb is None or sa is None or sb is None or len(sa) < 2 or len(sb) < 2:
-        return ctx.barrier(node, "matmul of untracked or 1-D tensors")
-    nd = len(so)
-    ca, cb = _pad(ca, nd), _pad(cb, nd)
-    # contraction: a[..., k] pairs with b[..., k, :]
-    ka = ctx.space.rect(ca, (nd - 1,))
-    kb = ctx.space.rect(cb, (nd - 2,))
-    ctx.space.union(ka.ids.reshape(-1), kb.ids.reshape(-1))
-    ctx.space.keep_alive(Chan(ka.ids.reshape(-1), ka.dead.reshape(-1) | kb.dead.reshape(-1)))
-    if (nd - 2) in ca.varying() and (nd - 1) in cb.varying():
-        ctx.space.keep(ca.ids)
-        ctx.space.keep(cb.ids)
-    batch_a = ca.ids.narrow(nd - 1, 0, 1)
-    batch_b = cb.ids.narrow(nd - 2, 0, 1).transpose(-1, -2)
-    ctx.space.union(batch_a.narrow(nd - 2, 0, 1), batch_b.narrow(nd - 2, 0, 1))
-    ids = torch.broadcast_tensors(ca.ids.narrow(nd - 1, 0, 1), cb.ids.narrow(nd - 2, 0, 1))[0]
-    if (nd - 1) in cb.varying():
-        ids = torch.broadcast_tensors(ids, cb.ids.narrow(nd - 2, 0, 1))[1]
-    alive_a = (~ca.dead).float().expand(sa if len(sa) == nd else (1,) * (nd - len(sa)) + tuple(sa))
-    alive_b = (~cb.dead).float().expand(sb if len(sb) == nd else (1,) * (nd - len(sb)) + tuple(sb))
-    dead = (alive_a @ alive_b) == 0
-    ids, dead = torch.broadcast_tensors(ids, dead)
-    return compress(Chan(ids, dead))
-
-
-def _einsum(ctx, node: fx.Node) -> Any:
-    """einsum = product in the joint index space, then a sum over contracted letters."""
-    equation = node.args[0]
-    operands = node.args[1:]
-    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
-        operands = operands[0]
-    if not isinstance(equation, str) or "..." in equation or "->" not in equation:
-        return ctx.barrier(node, "einsum without an explicit output")
-    lhs, out = equation.replace(" ", "").split("->")
-    inputs = lhs.split(",")
-    chans = [ctx.chan(o) for o in operands]
-    if len(inputs) != len(chans) or any(c is None for c in chans):
-        return ctx.barrier(node, "einsum of untracked tensors")
-    letters = sorted(set("".join(inputs)), key=lambda c: (c not in out, out.index(c) if c in out else 0, c))
-    joint_ids, joint_dead = None, None
-    for spec, chan in zip(inputs, chans):
-        ids, dead = chan.ids, chan.dead
-        order = [spec.index(c) for c in letters if c in spec]
-        ids, dead = ids.permute(order), dead.permute(order)
-        shape = [ids.shape[order.index(spec.index(c))] if c in spec else 1 for c in letters]
-        ids, dead = ids.reshape(shape), dead.reshape(shape)
-        if joint_ids is None:
-            joint_ids, joint_dead = ids, dead
-        else:
-            ctx.space.union(joint_ids, ids)
-            joint_ids = torch.broadcast_tensors(joint_ids, ids)[0]
-            joint_dead = joint_dead | dead
-    joint = compress(Chan(*torch.broadcast_tensors(joint_ids, joint_dead)))
-    for d in range(len(letters) - 1, len(out) - 1, -1):  # contracted letters come last
-        if d in joint.varying():
-            ctx.space.keep_alive(joint)
-        joint = Chan(joint.ids.narrow(d, 0, 1).squeeze(d), joint.dead.all(d))
-    return compress(joint)
-
-
-def _layer_norm(ctx, node: fx.Node) -> Any:
-    chan = ctx.chan(node.args[0])
-    shape = _arg(node, 1, "normalized_shape")
-    if chan is None or shape is None:
-        return ctx.barrier(node, "layer_norm of an untracked tensor")
-    n = 1 if isinstance(shape, int) else len(shape)
-    if any(d >= chan.ndim - n for d in chan.varying()):
-        ctx.space.keep(chan.ids)  # statistics over these channels: removing any changes them
-    return chan.alive()
-
-
 def _creation(ctx, node: fx.Node) -> Any:
     return ctx.pinned_like(node)
 
@@ -553,7 +437,7 @@ _OTHERS: dict[str, Rule] = {
     "tensor_split": _chunk_or_split, "unbind": _unbind, "getitem": _getitem, "view": _reshape, "reshape": _reshape,
     "view_as": _reshape, "reshape_as": _reshape, "unflatten": _regroup, "expand": _expand,
     "expand_as": _expand, "matmul": _matmul, "einsum": _einsum, "bmm": _matmul, "softmax": _softmax, "log_softmax": _softmax,
-    "layer_norm": _layer_norm, "roll": _roll, "zeros": _creation, "ones": _creation, "arange": _creation,
+    "layer_norm": layer_norm_function, "roll": _roll, "zeros": _creation, "ones": _creation, "arange": _creation,
     "full": _creation, "empty": _creation, "zeros_like": _creation, "ones_like": _creation, "randn": _creation,
     "rand": _creation, "tensor": _creation, "as_tensor": _creation, "new_zeros": _creation,
     "new_ones": _creation, "new_full": _creation, "new_empty": _creation, "linspace": _creation,

@@ -104,6 +104,9 @@ def _merge_masks(attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor 
 
 def _mha(m: nn.MultiheadAttention, keep: Keep) -> nn.Module:
     slim = SlimMultiheadAttention(m, keep["heads"])
+    inputs = keep.get("in")
+    if inputs is not None:  # a narrowed input (self-attention on a narrowed stream)
+        select_(slim, "in_proj_weight", 1, inputs)
     out = keep.get("out")
     if out is not None:
         select_(slim.out_proj, "weight", 0, out)

@@ -28,7 +28,7 @@ MAP_ATTR = "_torchslim_channel_map"
 # slot -> parameter dims it indexes, per module kind; a transposed conv swaps weight dims 0 and 1
 _OUT_PARAMS = {"batchnorm": ("weight", "bias", "running_mean", "running_var"),
                "instancenorm": ("weight", "bias", "running_mean", "running_var"),
-               "prelu": ("weight",), "groupnorm": ("weight", "bias")}
+               "prelu": ("weight",), "groupnorm": ("weight", "bias"), "layernorm": ("weight", "bias")}
 PER_CHANNEL_KINDS = frozenset({*_OUT_PARAMS, "depthwise"})  # input channel i is output channel i
 
 

@@ -28,6 +28,7 @@ from torchslim.graph.trace import _call, trace_model
 from torchslim.speedup.channel_map import ChannelMap, record_channel_map
 from torchslim.speedup.report import LayerRow, SpeedupReport
 from torchslim.speedup.literals import literal_spec, rewrite_literals, undo_literals
+from torchslim.speedup import narrow
 from torchslim.speedup.masks import RestorePoint, validate_masks
 from torchslim.speedup.serialize import record_spec
 from torchslim.speedup.shrink import SHRINKERS
@@ -60,13 +61,22 @@ class ModelSpeedup:
     rtol: tolerance of that comparison, relative to how much each output varies across the
         check inputs; atol: an extra absolute tolerance (default 0).
     check_inputs: how many inputs the check uses: ``dummy_input`` and random inputs like it.
+    narrow_normalized: narrow LayerNorm'd residual streams too (ViT, Swin, ConvNeXt; as
+        Torch-Pruning does): the LayerNorms lose the removed channels from their statistics,
+        weight and bias, and the stream's parameters (class token, position embedding, layer
+        scale) are cut with them. Outputs then differ from the masked model:
+        ``report.deviation`` says by how much (``strict=True`` raises instead), and the check
+        compares with the masked model narrowed the same way (status ``"narrowed"``). Off by
+        default: the stream is kept whole and speedup is exact. Give the same flag to
+        ``auto_set_dependency_group_ids`` so the pruner masks the stream's layers together.
     """
 
     def __init__(self, model: nn.Module, dummy_input: Any, masks: Masks | str | Path | None = None, *,
                  strict: bool = False, round_to: int = 1, leaf_modules: Iterable[type | str] = (),
                  autowrap_functions: Iterable[Callable] = (), time_limit: float | None = None,
                  progress: bool | Callable[[int, int, str], None] = False, check: bool = True,
-                 rtol: float = 1e-3, atol: float = 0.0, check_inputs: int = 4, **nni_options: Any) -> None:
+                 rtol: float = 1e-3, atol: float = 0.0, check_inputs: int = 4, narrow_normalized: bool = False,
+                 **nni_options: Any) -> None:
         unknown = set(nni_options) - _NNI_OPTIONS
         if unknown:
             raise TypeError(f"ModelSpeedup got unexpected arguments: {', '.join(sorted(unknown))}")
@@ -78,6 +88,7 @@ class ModelSpeedup:
         self.dummy_input = dummy_input
         self.masks = _load_masks(model, masks)
         self.strict = strict
+        self.narrow_normalized = bool(narrow_normalized)
         self.round_to = round_to
         self.leaf_modules = tuple(leaf_modules)
         self.autowrap_functions = tuple(autowrap_functions)
@@ -91,6 +102,7 @@ class ModelSpeedup:
         self.kept: dict[str, dict[str, torch.Tensor]] = {}
         self.kinds: dict[str, str] = {}
         self._literal_undo: list = []
+        self._narrowing = narrow.Narrowing([], [])
         self._inputs: list[Any] = []
         self._reference_out: list[list[torch.Tensor]] = []
         self.channel_map: ChannelMap | None = None  # after speedup_model(): what every shrunk layer kept
@@ -131,7 +143,8 @@ class ModelSpeedup:
                              autowrap_functions=self.autowrap_functions)
         report.untraced = traced.untraced
         report.trace_s = time.perf_counter() - t0 - t_ref
-        ctx = Context(self.masks, strict=self.strict, time_limit=self.time_limit, progress=_progress(self.progress))
+        ctx = Context(self.masks, strict=self.strict, time_limit=self.time_limit, progress=_progress(self.progress),
+                      narrow_normalized=self.narrow_normalized)
         for part in traced.parts:
             analyze_part(ctx, part)
         report.barriers = ctx.barriers
@@ -143,20 +156,26 @@ class ModelSpeedup:
         channel_map = ChannelMap.from_keep(shrinkable, keep)
         t1 = time.perf_counter()
         zeros = unmasked_zeros(model, ctx.zeros, lambda name, n: _kept_out(ctx, name, n))
-        self._reference_out = self._deviation(model, given, zeros, report) if zeros else given
+        narrowing = narrow.plan(ctx, keep)
+        self._narrowing = narrowing
+        self._reference_out = self._deviation(model, given, zeros, report) if zeros or narrowing else given
         t_ref += time.perf_counter() - t1
         t1 = time.perf_counter()
-        backup = _snapshot(u.module for u in shrinkable.values())
+        backup = _snapshot([u.module for u in shrinkable.values()] + narrow.owners(model, narrowing))
         replaced: list[tuple[nn.Module, str, nn.Module]] = []
         for name, use in shrinkable.items():
             new = SHRINKERS[use.kind](use.module, keep[name])
             if isinstance(new, nn.Module) and new is not use.module:
                 replaced += _replace(model, use.module, new)
             report.layers.append(_row(name, use, keep[name], self.masks.get(name, {})))
+        narrow.cut_params(model, narrowing)
+        report.layers += [LayerRow(p.path, "Parameter", {"out": (p.ids.numel(), int(k.numel()))}, None)
+                          for p, k in narrowing.params]
         report.layers += _unchanged_rows(model, ctx, keep, self.masks)
-        self._literal_undo = rewrite_literals(model, ctx.literals, ctx.space)
-        record_spec(model, {n: (u.kind, {s: int(i.numel()) for s, i in keep[n].items()}, u.groups)
-                            for n, u in shrinkable.items()}, literal_spec(ctx.literals, ctx.space))
+        self._literal_undo = rewrite_literals(model, ctx.literals, ctx.space, ctx.shuffles, ctx.chunks)
+        record_spec(model, {**{n: (u.kind, {s: int(i.numel()) for s, i in keep[n].items()}, u.groups)
+                               for n, u in shrinkable.items()}, **narrow.spec_entries(narrowing)},
+                    literal_spec(ctx.literals, ctx.space, ctx.shuffles, ctx.chunks))
         report.shrink_s = time.perf_counter() - t1
         if self.check:
             t1 = time.perf_counter()
@@ -193,20 +212,25 @@ class ModelSpeedup:
                    report: SpeedupReport) -> list[list[torch.Tensor]]:
         """Removing channels that are not zero in the user's model changes it: measure, report
         (or raise when strict), and return the reference speedup can match."""
-        cause = describe_zeros(model, zeros)
+        narrowing = self._narrowing
+        cause = "; ".join(c for c in (describe_zeros(model, zeros) if zeros else "",
+                                      narrowing.describe() if narrowing else "") if c)
         if not self.check:
             report.deviation = {"cause": cause}
             return given
-        with zeroed(model, zeros):
+        with zeroed(model, zeros), narrow.narrowed_reference(model, narrowing):
             removed = run_outputs(lambda x: _call(model, x), self._inputs)
         result = compare_outputs(given, removed, self.rtol, self.atol)
         if result.status != "differs":
             return given
-        report.deviation = {**result.to_dict(), "cause": cause}
+        report.deviation = {**result.to_dict(), "cause": cause, "narrowed_layernorms": len(narrowing.norms)}
+        advice = ("narrow_normalized=True changes the model by design: fine-tune after speedup, or leave it off "
+                  "to keep LayerNorm'd streams whole" if narrowing and not zeros else
+                  "Mask the norm layers with their channels (torchslim pruners do by default) or fine-tune "
+                  "after speedup")
         message = (f"removing the pruned channels changes the model: its output moves by up to "
                    f"{result.max_abs_diff:.3g} ({result.relative:.3g} x its spread across inputs), because {cause}. "
-                   "Mask the norm layers with their channels (torchslim pruners do by default) or fine-tune "
-                   "after speedup")
+                   + advice)
         if self.strict:
             raise SpeedupError(message + ".")
         warnings.warn(message + "; the shrunk model is checked against the model with those values zeroed.",
@@ -219,6 +243,12 @@ class ModelSpeedup:
                 replaced: list[tuple[nn.Module, str, nn.Module]]) -> None:
         try:
             result = self.verify(model)
+            if result.status == "equal" and self._narrowing and report.deviation:
+                # equal to the narrowed reference, not to the masked model: do not call it equal
+                result.status = "narrowed"
+                result.detail = (f"equal to the masked model with its LayerNorm'd stream narrowed; the masked model "
+                                 f"itself differs by {report.deviation['relative']:.3g} x its spread "
+                                 "(report.deviation)")
             report.check = result
             report.max_abs_diff = result.max_abs_diff
             problem = None if result.passed else f"outputs differ: {result}"
@@ -237,7 +267,7 @@ class ModelSpeedup:
         undo_literals(model, self._literal_undo)
         for parent, attr, old in replaced:
             setattr(parent, attr, old)
-        with zeroed(model, zeros):
+        with zeroed(model, zeros), narrow.narrowed_reference(model, self._narrowing):
             ref = _record(model, self.dummy_input, modules)
         order = list(ref)
 
@@ -304,6 +334,8 @@ def _keep_indices(ctx: Context, round_to: int) -> dict[str, dict[str, torch.Tens
             for slot, ids in use.slots.items():
                 # rounding is for channel widths; head counts stay as pruned
                 changed |= _top_up(space, ids, use.groups, 1 if slot == "heads" else round_to)
+        for ids, groups in ctx.balanced:
+            changed |= _top_up(space, ids, groups, 1)
         if not changed:
             break
     keep: dict[str, dict[str, torch.Tensor]] = {}

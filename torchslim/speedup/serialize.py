@@ -87,11 +87,17 @@ def apply_spec(model: nn.Module, spec: dict[str, tuple[str, dict[str, int], int]
     from torchslim.speedup.core import _replace
 
     from torchslim.speedup.literals import apply_literal_spec
+    from torchslim.speedup.narrow import cut_param
 
     for name, entry in spec.items():
         if name == LITERALS_KEY:
             continue
         kind, sizes, groups = entry
+        if kind == "parameter":  # a stream parameter cut by narrow_normalized (speedup/narrow.py)
+            owner, _, attr = name.rpartition(".")
+            (dim, n), = sizes.items()
+            cut_param(model.get_submodule(owner), attr, int(dim), torch.arange(n))
+            continue
         module = model.get_submodule(name)
         keep = {}
         for slot, n in sizes.items():

@@ -93,6 +93,13 @@ def _groupnorm(m: nn.GroupNorm, keep: Keep) -> None:
     m.num_groups = m.num_channels // per_group
 
 
+def _layernorm(m: nn.LayerNorm, keep: Keep) -> None:
+    # narrow_normalized: the statistics then span the kept channels only
+    select_(m, "weight", 0, keep["out"])
+    select_(m, "bias", 0, keep["out"])
+    m.normalized_shape = (keep["out"].numel(),)
+
+
 def _embedding(m: nn.Embedding, keep: Keep) -> None:
     select_(m, "weight", 1, keep["out"])
     m.embedding_dim = keep["out"].numel()
@@ -108,6 +115,7 @@ _BUILTIN: dict[str, Shrinker] = {
     "instancenorm": _per_channel(("weight", "bias", "running_mean", "running_var"), "num_features"),
     "prelu": _per_channel(("weight",), "num_parameters"),
     "groupnorm": _groupnorm,
+    "layernorm": _layernorm,
     "embedding": _embedding,
 }
 # {kind: shrinker}, a view over the module-kind registry (one ModuleKind object per kind)

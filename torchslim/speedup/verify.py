@@ -108,7 +108,9 @@ class CheckResult:
 
     ``status`` is ``"equal"`` (every input-dependent output matches within ``rtol`` of its spread),
     ``"differs"``, or ``"unverified"`` (no output depends on the input enough to tell a wrong
-    channel from a right one, so equality proves nothing).
+    channel from a right one, so equality proves nothing), or
+    ``"narrowed"`` (``narrow_normalized=True``): equal to the masked model with its LayerNorm'd
+    stream narrowed, which itself differs from the masked model (``report.deviation``).
     """
 
     status: str
