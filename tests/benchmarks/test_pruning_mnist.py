@@ -19,6 +19,7 @@ def grid(monkeypatch, tmp_path):
     import results_io
 
     monkeypatch.setattr(results_io, "RESULTS", tmp_path)
+    monkeypatch.setattr(pruning_mnist, "CACHE", tmp_path / "cache")
     torch.set_num_threads(1)
     pruning_mnist._init_worker(val_size=200, threads=1)
     data = dict(pruning_mnist._DATA)
@@ -37,6 +38,15 @@ def test_every_pruner_runs_on_lenet_and_shrinks_or_sparsifies(grid):
         assert 0 <= r["test_acc"] <= 100 and r["val_acc"] > 0, name
         # one-shot accuracy exists exactly for the pruners that prune before fine-tuning
         assert (r["one_shot_val_acc"] is None) == name.startswith(("Movement", "Linear", "AGP", "Lottery")), name
+
+
+def test_dense_weights_are_cached_for_a_resumed_grid(grid, monkeypatch):
+    task = {"kind": "dense", "arch": "LeNet", "seed": 0, "epochs": 1, "read_test": False}
+    first = grid.cached_dense(task)
+    monkeypatch.setattr(grid, "train_dense", lambda *a: pytest.fail("retrained although cached"))
+    again = grid.cached_dense(task)
+    assert again["val_acc"] == first["val_acc"]
+    assert all(torch.equal(again["state"][k], v) for k, v in first["state"].items())
 
 
 def test_choice_is_best_validation_with_ties_to_the_smaller_budget(grid):
