@@ -290,7 +290,6 @@ def start_data(args: argparse.Namespace) -> dict:
         sys.exit(f"results/{args.name}.json was written under another protocol ({old.get('protocol')}); "
                  "rerun with --fresh to start over, or with the same settings to resume")
     data = old or {"protocol": protocol(args), "dense": [], "select": [], "runs": [], "failures": []}
-    data["failures"] = []  # failed runs are retried
     data["machine"] = machine(shared=True)
     return data
 
@@ -309,6 +308,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads per process")
     parser.add_argument("--fresh", action="store_true", help="ignore the saved JSON and start over")
     parser.add_argument("--name", default="pruning_mnist", help="results file stem")
+    parser.add_argument("--render", action="store_true", help="only re-render the markdown and plot from the JSON")
     parser.add_argument("--quick", action="store_true",
                         help="L1Norm and AGP(Level) at 70%%, 2 seeds, lr 1e-3, 1 epoch (to results/quick/)")
     args = parser.parse_args()
@@ -322,6 +322,11 @@ def main() -> None:
     sparsities = [float(s) for s in args.sparsities.split(",")]
     seeds = list(range(args.seeds))
     data = start_data(args)
+    if args.render:
+        Grid(args.name, data, None).save(with_plot=True)
+        print(render(data, list(PRUNERS)))
+        return
+    data["failures"] = []  # failed runs are retried
 
     _init_worker(args.val, args.threads)
     data.update(train=len(_DATA["train"]), val_size=len(_DATA["val"]), test_size=len(_DATA["test"]))

@@ -63,6 +63,11 @@ def render(data: dict[str, Any], order: list[str]) -> str:
             lines.append(f"| {name} | {'structured' if rs[0]['structured'] else 'fine-grained'} | "
                          f"{rs[0]['lr']:g}, {rs[0]['epochs']} | {sparsity:.0%} | {mean_sd(shot, 1) if shot else '-'} | "
                          f"{mean_sd([r['test_acc'] for r in rs])} | {params:,.0f}{share} |")
+    lines += ["", "Reading it: a one-shot figure on LeNet+BN is low whatever ranks the channels (Slim and L1Norm alike): after "
+              "a structured cut BatchNorm's running statistics no longer match its input, and fine-tuning restores "
+              "them. Movement pruning learns its scores during the run itself (it was made for long fine-tuning of "
+              "pretrained models); with a budget of one or two epochs it is the weakest here and the most sensitive "
+              "to lr and budget (selection table below)."]
     lines += _selection(data, names)
     lines += ["", "![test accuracy vs parameters kept, per pruner](pruning_mnist.png)"]
     if data["failures"]:
