@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import re
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -20,7 +21,9 @@ def main() -> None:
         "each section says whether its machine was shared.",
         "",
     ]
-    body = [p.read_text().strip() + "\n" for p in parts]
+    # a section's images sit beside it in results/: point RESULTS.md's links there
+    body = [re.sub(r"\]\((?![a-z]+:|/|results/)([^)]+\.png)\)", r"](results/\1)", p.read_text().strip()) + "\n"
+            for p in parts]
     (HERE / "RESULTS.md").write_text("\n".join(header) + "\n" + "\n".join(body))
     print(f"wrote {HERE / 'RESULTS.md'} from {len(parts)} sections")
 

@@ -84,8 +84,34 @@ def overhead_sentence() -> str | None:
             f"{d['ratio_vs_python_pass']:.2f}x bare `python -c pass` (median of paired ratios).")
 
 
+def pruners_sentence() -> str | None:
+    d = load("pruning_mnist")
+    if d is None or not d.get("runs") or "protocol" not in d:
+        return None
+    sparsity = max(r["sparsity"] for r in d["runs"])
+    dense = [r["test_acc"] for r in d["dense"] if r["arch"] == "LeNet" and r["test_acc"] is not None]
+
+    def best(structured: bool) -> str:
+        groups: dict[str, list[dict]] = {}
+        for r in d["runs"]:
+            if r["sparsity"] == sparsity and r["structured"] == structured:
+                groups.setdefault(r["pruner"], []).append(r)
+        if not groups:
+            return "-"
+        # "best" by validation accuracy: the test split is not used to pick
+        name, rs = max(groups.items(), key=lambda kv: sum(r["val_acc"] for r in kv[1]) / len(kv[1]))
+        params = sum(r["params"] for r in rs) / len(rs)
+        return f"{name} ({params:,.0f} params, {mean_sd([r['test_acc'] for r in rs], unit='%')})"
+
+    return (f"Every pruner on LeNet + MNIST at {sparsity:.0%} sparsity, lr and budget chosen on a validation split, "
+            f"test accuracy over seeds: best structured (shrunk) {best(True)}, best fine-grained {best(False)}; "
+            f"dense LeNet {mean_sd(dense, unit='%')}. All pruners, one-shot accuracy and plot: "
+            "`benchmarks/results/pruning_mnist.md`.")
+
+
 BLOCKS: dict[str, Callable[[], str | None]] = {
     "demo": demo, "zoo": zoo_sentence, "lenet5": lenet5_sentence, "overhead": overhead_sentence,
+    "pruners": pruners_sentence,
 }
 
 
