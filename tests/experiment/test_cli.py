@@ -75,12 +75,16 @@ def test_create_foreground_list_status_export(exp_dir, config, tmp_path, capsys)
 
 
 def test_background_create_then_stop_then_resume(exp_dir, config):
-    text = config.read_text().replace("maxTrialNumber: 4", "maxTrialNumber: 40")
+    text = config.read_text().replace("maxTrialNumber: 4", "maxTrialNumber: 60")
     config.write_text(text.replace("[0.05]", "[0.3]"))
     created = cli("create", "--config", str(config))
     assert created.returncode == 0, created.stderr
     exp_id = _id(created.stdout)
-    time.sleep(1.0)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # stop once a trial has finished, however loaded the machine
+        trials = json.loads(cli("status", exp_id, "--json").stdout)["trials"]
+        if any(t["status"] == "SUCCEEDED" for t in trials):
+            break
     stopped = cli("stop", exp_id)
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped" in stopped.stdout
@@ -92,7 +96,7 @@ def test_background_create_then_stop_then_resume(exp_dir, config):
     config_less = cli("resume", exp_id, "--foreground", "--progress", "plain")
     assert config_less.returncode == 0, config_less.stderr
     status = json.loads(cli("status", exp_id, "--json").stdout)
-    assert status["status"] == "DONE" and len(status["trials"]) == 40
+    assert status["status"] == "DONE" and len(status["trials"]) == 60
     assert all(t["status"] == "SUCCEEDED" for t in status["trials"])
 
 
