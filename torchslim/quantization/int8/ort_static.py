@@ -24,6 +24,9 @@ from torchslim.quantization.int8.common import (
 from torchslim.quantization.int8.onnx_qdq import OnnxRuntimeInt8Model
 
 _COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
+# ops whose presence marks a transformer-like graph: there only the compute ops run int8 (LayerNorm,
+# softmax, GELU, residual and bias adds on an 8-bit grid cost 0.37 relative logit error on BERT)
+_FLOAT_SENSITIVE = ("LayerNormalization", "Softmax", "Erf", "Gelu")
 
 
 def module_of(node_name: str) -> str:
@@ -99,6 +102,14 @@ def _overrides(graph: Any, calibration: Mapping, bn_followed: set[str],
     return {t: o for t, (_, _, o) in chosen.items()}, report, exclude
 
 
+def op_types_to_quantize(graph: Any) -> list[str] | None:
+    """Only the compute ops in a transformer-like graph (see ``_FLOAT_SENSITIVE``); every op
+    onnxruntime can quantize otherwise (CNNs: residual adds, pools and ReLUs stay int8 between convs)."""
+    if any(node.op_type in _FLOAT_SENSITIVE for node in graph.node):
+        return list(_COMPUTE_OPS)
+    return None
+
+
 def pre_process(source: str, target: str) -> None:
     """onnxruntime's quantization pre-processing; without symbolic shape inference where that fails
     (it cannot follow the reshapes of torchvision's attention)."""
@@ -169,6 +180,10 @@ def build_ort_static(model: nn.Module, calibration: Mapping[str, Mapping[str, An
     graph = proto.graph
     overrides, report, exclude = _overrides(graph, calibration, bn_followed, int8_attention)
     feed = {i.name: x.detach().cpu().numpy() for i, x in zip(graph.input, example)}
+    op_types = op_types_to_quantize(graph)
+    options: dict[str, Any] = {"TensorQuantOverrides": overrides}
+    if op_types is not None:  # float outputs: no output range clipped at what calibration saw
+        options["OpTypesToExcludeOutputQuantization"] = list(_COMPUTE_OPS)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -179,10 +194,10 @@ def build_ort_static(model: nn.Module, calibration: Mapping[str, Mapping[str, An
 
     quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-                    extra_options={"TensorQuantOverrides": overrides})
+                    op_types_to_quantize=op_types, extra_options=options)
     for tmp in (fp32, pre):
         tmp.unlink(missing_ok=True)
     return OnnxRuntimeInt8Model(out, threads, report=report, spin=spin)
 
 
-__all__ = ["build_ort_static", "module_of", "pre_process"]
+__all__ = ["build_ort_static", "module_of", "op_types_to_quantize", "pre_process"]
