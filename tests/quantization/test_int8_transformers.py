@@ -141,3 +141,23 @@ def test_static_int8_vit_on_onnxruntime_keeps_normalisation_softmax_and_outputs_
     everything = deploy(model, calibration, calib[0], backend="onnxruntime", onnx_path=tmp_path / "all.onnx")
     assert "LayerNormalization" in _float_fed_ops(everything.path)
     assert rel(everything(test), fake) > 2 * ours, (ours, rel(everything(test), fake))
+
+
+@pytest.mark.parametrize("config", [STATIC, DYNAMIC], ids=["static", "dynamic"])
+def test_multihead_attention_projections_run_int8_on_onnxruntime(tmp_path, config):
+    """torchvision's attention keeps its q/k/v and output projections as parameters of
+    nn.MultiheadAttention (no nn.Linear a config entry names): they run int8 with the Linear layers."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    model, x = tiny_torchvision_vit()
+    _, calibration = PtqQuantizer(model, config).compress([x])
+    deployed = deploy(model, calibration, x, backend="onnxruntime", onnx_path=tmp_path / "vit.onnx")
+    projections = [r for r in deployed.report if "MultiheadAttention" in r["source"]]
+    assert len(projections) == 2 * 2  # in and out projection of both layers
+    graph = onnx.load(str(deployed.path)).graph
+    weights = {i.name for i in graph.initializer}
+    float_weight_matmuls = [n for n in graph.node if n.op_type in ("MatMul", "Gemm") and set(n.input[:2]) & weights]
+    assert not float_weight_matmuls  # every projection with a constant weight is quantized
+    with torch.no_grad():
+        assert rel(deployed(x), model(x)) < 0.05

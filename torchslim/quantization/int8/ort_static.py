@@ -44,8 +44,19 @@ def module_of(node_name: str) -> str:
     return name
 
 
+def attention_modules(model: nn.Module) -> set[str]:
+    """Names of the ``nn.MultiheadAttention`` modules of ``model``.
+
+    Their q/k/v and output projections are parameters used by a functional call, not ``nn.Linear``
+    modules a config entry can name or a hook can observe; with the config quantizing Linear layers
+    they run int8 too, on onnxruntime's own ranges (ViT-B/16 int8 was 0.70x onnxruntime's
+    ``quantize_dynamic`` with them float).
+    """
+    return {name for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
+
+
 def _overrides(graph: Any, calibration: Mapping, bn_followed: set[str],
-               int8_attention: bool = True) -> tuple[dict, list[dict], list[str]]:
+               int8_attention: bool = True, attention: set[str] = frozenset()) -> tuple[dict, list[dict], list[str]]:
     """``TensorQuantOverrides`` from calibration entries, a report, and compute nodes the config keeps float."""
     from onnx import numpy_helper
 
@@ -75,6 +86,9 @@ def _overrides(graph: Any, calibration: Mapping, bn_followed: set[str],
                 report.append({"tensor": node.name, "source": "int8 matmul of activations, range observed on the example"})
             else:
                 exclude.append(node.name)
+            continue
+        if entries is None and name in attention and node.input[1] in initializers:
+            report.append({"tensor": node.name, "source": "nn.MultiheadAttention projection, onnxruntime's ranges"})
             continue
         if entries is None or not is_affine_entry(entries.get("weight", {})):
             exclude.append(node.name)
@@ -181,7 +195,7 @@ def build_ort_static(model: nn.Module, calibration: Mapping[str, Mapping[str, An
     if _unshare_initializers(proto.graph):
         onnx.save(proto, str(pre))
     graph = proto.graph
-    overrides, report, exclude = _overrides(graph, calibration, bn_followed, int8_attention)
+    overrides, report, exclude = _overrides(graph, calibration, bn_followed, int8_attention, attention_modules(plain))
     feed = {i.name: x.detach().cpu().numpy() for i, x in zip(graph.input, example)}
     op_types = op_types_to_quantize(graph)
     options: dict[str, Any] = {"TensorQuantOverrides": overrides}
@@ -209,4 +223,4 @@ def build_ort_static(model: nn.Module, calibration: Mapping[str, Mapping[str, An
     return OnnxRuntimeInt8Model(out, threads, report=report, spin=spin)
 
 
-__all__ = ["build_ort_static", "module_of", "op_types_to_quantize", "pre_process"]
+__all__ = ["build_ort_static", "attention_modules", "module_of", "op_types_to_quantize", "pre_process"]
