@@ -455,7 +455,8 @@ def main() -> None:
         done = {r["key"] for r in rows}
         old = json.loads(json_path.read_text())
         rows = [r for r in old["rows"] if r["key"] not in done] + rows
-        previous = [p for p in parts(old["meta"]) if not set(p["models"]) <= done]
+        previous = [{**p, "models": [m for m in p["models"] if m not in done]} for p in parts(old["meta"])
+                    if not set(p["models"]) <= done]
     rows.sort(key=lambda r: ORDER.index(r["key"]) if r["key"] in ORDER else len(ORDER))
     data = {"meta": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "machine": platform.machine(),
                      "cores": os.cpu_count(), "threads": THREADS, "rounds": rounds, "quick": args.quick, "full_size": args.full_size,
