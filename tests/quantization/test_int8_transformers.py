@@ -111,3 +111,53 @@ def test_dynamic_auto_on_gpt2_and_torchvision_vit(build, backends):
     with torch.no_grad():
         assert rel(deployed(x), model(x)) < 0.05
     assert all(t["rel_err"] < 0.05 for t in choice["timings"].values())
+
+
+def _float_fed_ops(path):
+    """Op types of the nodes that read a DequantizeLinear output (run on int8 data) in an ONNX file."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.op_type for n in graph.node if n.op_type != "QuantizeLinear" and dequantized.intersection(n.input)}
+
+
+def test_static_int8_vit_on_onnxruntime_keeps_normalisation_softmax_and_outputs_float(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from torchslim.quantization.int8 import ort_static
+
+    model, x = tiny_torchvision_vit()
+    calib = [torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(s)) for s in range(2)]
+    _, calibration = PtqQuantizer(model, STATIC).compress(calib)
+    test = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(9)) * 1.5  # wider than calibration
+    with torch.no_grad():
+        fake = model(test)
+    deployed = deploy(model, calibration, calib[0], backend="onnxruntime", onnx_path=tmp_path / "vit.onnx")
+    assert _float_fed_ops(deployed.path) <= {"MatMul", "Gemm", "Conv", "Add", "Shape", "Reshape", "Transpose"}
+    ours = rel(deployed(test), fake)
+    assert ours < 0.05
+    # mutation: quantizing every op onnxruntime can (LayerNorm, Softmax, graph outputs) is what this guards against
+    monkeypatch.setattr(ort_static, "op_types_to_quantize", lambda graph: None)
+    everything = deploy(model, calibration, calib[0], backend="onnxruntime", onnx_path=tmp_path / "all.onnx")
+    assert "LayerNormalization" in _float_fed_ops(everything.path)
+    assert rel(everything(test), fake) > 2 * ours, (ours, rel(everything(test), fake))
+
+
+@pytest.mark.parametrize("config", [STATIC, DYNAMIC], ids=["static", "dynamic"])
+def test_multihead_attention_projections_run_int8_on_onnxruntime(tmp_path, config):
+    """torchvision's attention keeps its q/k/v and output projections as parameters of
+    nn.MultiheadAttention (no nn.Linear a config entry names): they run int8 with the Linear layers."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    model, x = tiny_torchvision_vit()
+    _, calibration = PtqQuantizer(model, config).compress([x])
+    deployed = deploy(model, calibration, x, backend="onnxruntime", onnx_path=tmp_path / "vit.onnx")
+    projections = [r for r in deployed.report if "MultiheadAttention" in r["source"]]
+    assert len(projections) == 2 * 2  # in and out projection of both layers
+    graph = onnx.load(str(deployed.path)).graph
+    weights = {i.name for i in graph.initializer}
+    float_weight_matmuls = [n for n in graph.node if n.op_type in ("MatMul", "Gemm") and set(n.input[:2]) & weights]
+    assert not float_weight_matmuls  # every projection with a constant weight is quantized
+    with torch.no_grad():
+        assert rel(deployed(x), model(x)) < 0.05

@@ -25,7 +25,8 @@ def deploy(model: nn.Module, calibration_config: Mapping[str, Mapping[str, Any]]
 
     ``backend``: 'x86' (PyTorch's fbgemm/x86 kernels via torch.fx), 'onnxruntime' (QDQ ONNX
     run by onnxruntime; ``onnx_path=`` keeps the file, ``threads=`` its thread count,
-    ``int8_attention=False`` keeps activation x activation matmuls float), or 'auto': builds each, checks each against
+    ``int8_attention=False`` keeps activation x activation matmuls float, ``space_to_depth=False`` keeps a
+    3-channel strided stem convolution as it is), or 'auto': builds each, checks each against
     ``model`` on ``example_input`` and keeps the fastest correct one there (median timings in
     ``result.auto_choice``); falls back to whichever builds.
 
@@ -62,6 +63,7 @@ def _deploy_dynamic(model: nn.Module, calibration: Mapping, example_input: Any, 
         return build_dynamic_x86(model, calibration)
     if backend == "onnxruntime":
         kwargs.pop("int8_attention", None)
+        kwargs.pop("space_to_depth", None)
         return build_dynamic_ort(model, calibration, example_input, **kwargs)
     return _auto(model, calibration, example_input, ("x86", "onnxruntime"), **kwargs)
 

@@ -67,14 +67,16 @@ def build_dynamic_ort(model: nn.Module, calibration: Mapping[str, Mapping[str, A
     from onnx import numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from torchslim.quantization.int8.ort_static import module_of
+    from torchslim.quantization.int8.ort_static import attention_modules, module_of
     from torchslim.utils.onnx_export import export_onnx
 
     dynamic = set(dynamic_layers(calibration))
     out = Path(onnx_path) if onnx_path is not None else Path(tempfile.mkdtemp(prefix="torchslim-int8-")) / "model_dyn.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     fp32 = out.with_suffix(".fp32.onnx")
-    export_onnx(float_copy(model), example_args(example_input), fp32)
+    plain = float_copy(model)
+    attention = attention_modules(plain)
+    export_onnx(plain, example_args(example_input), fp32)
     graph = onnx.load(str(fp32)).graph
     initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     overrides, exclude, report = {}, [], []
@@ -83,6 +85,9 @@ def build_dynamic_ort(model: nn.Module, calibration: Mapping[str, Mapping[str, A
             continue
         name = module_of(node.name)
         weight = node.input[1]
+        if name in attention and weight in initializers:
+            report.append({"tensor": node.name, "source": "nn.MultiheadAttention projection, dynamic, onnxruntime's weight scales"})
+            continue
         if name not in dynamic or weight not in initializers or "scale" not in calibration[name].get("weight", {}):
             exclude.append(node.name)
             continue
