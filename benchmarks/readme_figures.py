@@ -109,9 +109,22 @@ def pruners_sentence() -> str | None:
             "`benchmarks/results/pruning_mnist.md`.")
 
 
+def int8_table() -> str | None:
+    d = load("quantization_int8")
+    if d is None or not d.get("summary"):
+        return None
+    lines = ["| model | batch | ours vs best fp32 | ours vs best stock int8 | ours rel. logit error |", "|---|---|---|---|---|"]
+    for s in d["summary"]:
+        lines.append(f"| {s['model']} | {s['batch']} | {s['vs_fp32']:.2f}x ({s['best_fp32']}) "
+                     f"| {s['vs_stock']:.2f}x ({s['best_stock']}) | {s['ours_rel_err']:.3f} |")
+    return "\n".join(lines + ["", "Measured side by side in one run per model (2 threads, interleaved rounds, "
+                               "medians); load and rounds per run, every row and the MobileNetV2 note: "
+                               "`benchmarks/results/quantization_int8.md`."])
+
+
 BLOCKS: dict[str, Callable[[], str | None]] = {
     "demo": demo, "zoo": zoo_sentence, "lenet5": lenet5_sentence, "overhead": overhead_sentence,
-    "pruners": pruners_sentence,
+    "pruners": pruners_sentence, "int8": int8_table,
 }
 
 
