@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -214,6 +215,10 @@ class Literal:
     piece: bool = False  # a split size (piece ``dim``) rather than a view/reshape dim
 
 
+_TOOL_DIRS = tuple(os.path.join(os.path.realpath(os.path.dirname(path)), "")
+                   for path in (torch.__file__, os.path.dirname(os.path.dirname(__file__)) + "/__init__.py"))
+
+
 def source_line(node: fx.Node) -> str:
     """``file:line: code`` of the user's source that produced ``node`` (if recorded)."""
     trace = node.meta.get("stack_trace") or getattr(node, "stack_trace", None)
@@ -225,8 +230,8 @@ def source_line(node: fx.Node) -> str:
         if not line.startswith("File "):
             continue
         path = line.split('"')[1] if line.count('"') >= 2 else ""
-        if "/torch/" in path or "/torchslim/" in path or path.startswith("<"):
-            continue  # the tracer's own frames
+        if path.startswith("<") or os.path.realpath(path).startswith(_TOOL_DIRS):
+            continue  # the tracer's own frames (by package directory: a checkout may be named torchslim too)
         where = line.removeprefix("File ").replace('"', "").replace(", line ", ":").split(", in ")[0]
         code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
         found = f"{where}: {code}".strip()
