@@ -46,3 +46,36 @@ def test_mixed_precision_keeps_the_worst_layer_float_and_shows_its_cost(lenet_ca
     assert info["rel_err_mixed"] < info["rel_err_int8"] / 2
     assert info["ms_int8"] > 0 and info["slowdown"] == pytest.approx(info["ms_mixed"] / info["ms_int8"])
     assert not any(r["tensor"].startswith("fc1.") for r in mixed.report)
+
+
+def test_simulated_int8_matches_the_fake_quant_model_when_batchnorm_is_folded():
+    """An output range observed before a BatchNorm was folded in must not clip the folded conv."""
+    from torch import nn
+
+    from torchslim.quantization.int8.onnx_qdq import qdq_copy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
+                          nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU6(),
+                          nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4))
+    with torch.no_grad():
+        for bn in (model[1], model[4], model[7]):
+            bn.weight.uniform_(2.0, 6.0)
+            bn.bias.uniform_(-1.0, 1.0)
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(16, 3, 12, 12))
+    model.eval()
+    cfg = [{"op_types": ["Conv2d"], "target_names": ["_input_"], "quant_dtype": "int8", "quant_scheme": "affine"},
+           {"op_types": ["Conv2d"], "target_names": ["weight"], "quant_dtype": "int8", "quant_scheme": "symmetric",
+            "granularity": "per_channel"}]
+    batches = [torch.randn(16, 3, 12, 12) for _ in range(2)]
+    fake = copy.deepcopy(model)
+    _, calibration = PtqQuantizer(fake, cfg, bn_folding=True).compress(batches)
+    x = torch.randn(8, 3, 12, 12)
+    with torch.no_grad():
+        ref = model(x)
+        err = {name: float((net(x) - ref).norm() / ref.norm())
+               for name, net in (("fake", fake.eval()), ("simulated", qdq_copy(model, calibration)))}
+    assert err["simulated"] < 0.05 and abs(err["simulated"] - err["fake"]) < 0.01, err

@@ -56,6 +56,8 @@ def qdq_copy(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]]) -> 
         targets = {}
         for target, entry in entries.items():
             target = canonical_target(target)
+            if bn_name is not None and target.startswith("_output") and entry.get("observed_only"):
+                continue  # a range observed before the BatchNorm was folded in: that tensor no longer exists
             if is_affine_entry(entry):
                 weight = None if target.startswith("_") else getattr(module, target)
                 targets[target] = _ExportQuant(entry, f"{name}.{target}", weight)
