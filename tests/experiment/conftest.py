@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -40,3 +42,20 @@ def code_dir(tmp_path: Path) -> Path:
     return folder
 
 
+
+
+def poll(predicate: Callable[[], Any], what: str = "the condition", timeout: float = 30.0) -> Any:
+    """Call ``predicate`` until it returns something truthy (returned); fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)  # polling another process's files or database
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    """:func:`poll`, for tests that wait on another process (no fixed sleeps)."""
+    return poll

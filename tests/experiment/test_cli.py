@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -74,17 +73,14 @@ def test_create_foreground_list_status_export(exp_dir, config, tmp_path, capsys)
     assert all(set(r["parameter"]) == {"x", "sleep"} for r in records)
 
 
-def test_background_create_then_stop_then_resume(exp_dir, config):
+def test_background_create_then_stop_then_resume(exp_dir, config, wait_for):
     text = config.read_text().replace("maxTrialNumber: 4", "maxTrialNumber: 60")
     config.write_text(text.replace("[0.05]", "[0.3]"))
     created = cli("create", "--config", str(config))
     assert created.returncode == 0, created.stderr
     exp_id = _id(created.stdout)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # stop once a trial has finished, however loaded the machine
-        trials = json.loads(cli("status", exp_id, "--json").stdout)["trials"]
-        if any(t["status"] == "SUCCEEDED" for t in trials):
-            break
+    wait_for(lambda: any(t["status"] == "SUCCEEDED" for t in json.loads(cli("status", exp_id, "--json").stdout)["trials"]),
+             "a finished trial", timeout=120)  # stop once one has finished, however loaded the machine
     stopped = cli("stop", exp_id)
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped" in stopped.stdout

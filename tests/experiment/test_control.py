@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -27,16 +26,6 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
-
-
-def wait_for(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)  # polling another process's database
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def statuses(exp_id: str) -> dict[str, str]:
@@ -64,7 +53,7 @@ def start(config: Path) -> str:
     return out.split("experiment ", 1)[1].split()[0]
 
 
-def test_kill_update_import_log_delete_on_a_running_experiment(exp_dir, code_dir, tmp_path):
+def test_kill_update_import_log_delete_on_a_running_experiment(exp_dir, code_dir, tmp_path, wait_for):
     exp_id = start(write_config(tmp_path, code_dir, sleep=60, max_trials=2))
     try:
         wait_for(lambda: statuses(exp_id).get("trial_0000") == "RUNNING", "the first trial")
@@ -105,7 +94,7 @@ def test_kill_update_import_log_delete_on_a_running_experiment(exp_dir, code_dir
     assert cli("delete", exp_id, "--yes").returncode == 0 and not folder.exists()
 
 
-def test_store_consistent_after_kill_9_during_update(exp_dir, code_dir, tmp_path):
+def test_store_consistent_after_kill_9_during_update(exp_dir, code_dir, tmp_path, wait_for):
     exp_id = start(write_config(tmp_path, code_dir, sleep=0.3, max_trials=3))
     folder = exp_dir / exp_id
     with st.ExperimentStore(folder / st.DB_NAME) as store:

@@ -117,7 +117,7 @@ def test_a_trial_ignoring_sigterm_is_killed_within_grace(exp_dir, tmp_path, monk
     assert killed_at - t.started <= 1.0 + 1.0 + 1.0 + 0.5
 
 
-def test_stop_kills_a_trial_ignoring_sigterm_and_its_children(exp_dir, tmp_path, monkeypatch):
+def test_stop_kills_a_trial_ignoring_sigterm_and_its_children(exp_dir, tmp_path, monkeypatch, wait_for):
     monkeypatch.setattr(local, "KILL_GRACE_S", 1.0)
     pidfile = tmp_path / "pids"
     (tmp_path / "stubborn.py").write_text(
@@ -129,7 +129,7 @@ def test_stop_kills_a_trial_ignoring_sigterm_and_its_children(exp_dir, tmp_path,
                      tuner="Random", trial_code_directory=tmp_path, max_trial_number=1)
     thread = threading.Thread(target=exp.run)
     thread.start()
-    _wait_for(lambda: pidfile.exists() and " " in pidfile.read_text())
+    wait_for(lambda: pidfile.exists() and " " in pidfile.read_text(), "the trial's pid file", timeout=10)
     stopped = time.monotonic()
     exp.stop()
     thread.join(10)
@@ -235,12 +235,12 @@ def test_seeded_experiment_resumed_proposes_no_repeat(exp_dir):
     assert len(xs) == 8 and len(set(xs)) == 8
 
 
-def test_elapsed_time_survives_a_crash(exp_dir, tmp_path):
+def test_elapsed_time_survives_a_crash(exp_dir, tmp_path, wait_for):
     exp = Experiment({"x": torchslim.uniform(0, 1)}, "sleep 0.3; " + _ECHO_FINAL,
                      tuner="Random", trial_code_directory=tmp_path, max_trial_number=50)
     exp.create()
     proc = _spawn_manager(exp.id, exp_dir)
-    _wait_for(lambda: len(exp.trials((st.SUCCEEDED,))) >= 6, timeout=30)
+    wait_for(lambda: len(exp.trials((st.SUCCEEDED,))) >= 6, "6 finished trials", timeout=30)
     proc.kill()
     proc.wait()
     with st.ExperimentStore(exp.folder / st.DB_NAME, readonly=True) as store:
@@ -335,13 +335,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
-
-
-def _wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def test_a_lock_kept_by_a_dead_managers_forked_child_does_not_count(tmp_path):

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torchslim
@@ -23,7 +22,7 @@ def _snapshot(folder):
         return store.trials()
 
 
-def test_sigkill_then_resume_keeps_finished_trials_and_reaches_the_budget(exp_dir, code_dir):
+def test_sigkill_then_resume_keeps_finished_trials_and_reaches_the_budget(exp_dir, code_dir, wait_for):
     exp = Experiment({"x": torchslim.uniform(0, 1), "sleep": torchslim.choice(0.25)},
                      f"{PYTHON} trial.py", trial_code_directory=code_dir, tuner="TPE",
                      max_trial_number=MAX_TRIALS, trial_concurrency=2)
@@ -31,12 +30,7 @@ def test_sigkill_then_resume_keeps_finished_trials_and_reaches_the_budget(exp_di
     env = {**os.environ, "PYTHONPATH": ROOT}
     proc = subprocess.Popen([sys.executable, "-m", "torchslim.experiment", exp.id],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        done = [t for t in _snapshot(exp.folder) if t.status == st.SUCCEEDED]
-        if len(done) >= 3:
-            break
-        time.sleep(0.05)
+    wait_for(lambda: len([t for t in _snapshot(exp.folder) if t.status == st.SUCCEEDED]) >= 3, "3 finished trials")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {t.sequence: t for t in _snapshot(exp.folder) if t.status == st.SUCCEEDED}
