@@ -342,6 +342,7 @@ def main() -> None:
         done = {r["model"] for r in load_rows() if "crashed" not in r and not (args.include_big and "skipped" in r)}
         path = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH", "")) if p)
         env = dict(os.environ, PYTHONPATH=path, OMP_WAIT_POLICY="PASSIVE", ZOO_THREADS=str(args.threads))
+        machine = machine_label(args.jobs, args.threads)
         lock = threading.Lock()
 
         def one(name: str) -> None:
@@ -358,7 +359,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     row = {"model": name, "crashed": f"timeout after {args.timeout} s"}
             row["wall_s"] = time.perf_counter() - t0
-            row["machine"] = machine_label(args.jobs, args.threads)
+            row["machine"] = machine
             o, t = row.get("torchslim", {}), row.get("torch_pruning", {})
             with lock:  # rows are appended whole, so a kill loses at most the models in flight
                 with ROWS.open("a") as fh:

@@ -215,8 +215,9 @@ class Literal:
     piece: bool = False  # a split size (piece ``dim``) rather than a view/reshape dim
 
 
-_TOOL_DIRS = tuple(os.path.join(os.path.realpath(os.path.dirname(path)), "")
-                   for path in (torch.__file__, os.path.dirname(os.path.dirname(__file__)) + "/__init__.py"))
+# torch's and torchslim's package folders (with a trailing separator, so "torchslim_x/" does not match)
+_TOOL_DIRS = tuple(os.path.join(os.path.realpath(folder), "")
+                   for folder in (os.path.dirname(torch.__file__), os.path.join(os.path.dirname(__file__), os.pardir)))
 
 
 def source_line(node: fx.Node) -> str:
