@@ -21,6 +21,7 @@ from torchslim.quantization.int8.common import (
     activation_qparams, bn_folded_weight, float_copy, is_affine_entry, quantized_weight,
 )
 from torchslim.quantization.fusion import _BN, fused_chains, trace
+from torchslim.quantization.int8.linear_x86 import onednn_available, swap_linears
 
 _COMPUTE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 # ops whose output shares the input's quantization (observers look through them)
@@ -105,7 +106,15 @@ def build_x86(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], ex
         weight_observer = _quant_fx()
     torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
     plain = float_copy(model)
+    transformer = any(isinstance(m, _FLOAT_OPS) for m in plain.modules())
+    # transformers' Linear layers: oneDNN int8 kernels with float outputs, swapped in without a trace
+    swapped = swap_linears(plain, calibration) if transformer and onednn_available() else []
     modules = dict(plain.named_modules())
+    int8_layers = [name for name, module in modules.items()
+                   if isinstance(module, _COMPUTE) and is_affine_entry(calibration.get(name, {}).get("weight", {}))
+                   and not _inside_attention(name, modules)]
+    if swapped and not int8_layers:
+        return X86Int8Model(plain, swapped)
     graph = trace(plain)
     if graph is None:
         raise RuntimeError("the x86 int8 backend needs a torch.fx-traceable model")
@@ -113,9 +122,7 @@ def build_x86(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], ex
     example = tuple(example_input) if isinstance(example_input, (list, tuple)) else (example_input,)
 
     qconfig = QConfig(activation=MinMaxObserver.with_args(dtype=torch.quint8), weight=weight_observer)
-    int8_layers = [name for name, module in modules.items()
-                   if isinstance(module, _COMPUTE) and is_affine_entry(calibration.get(name, {}).get("weight", {}))]
-    if any(isinstance(m, _FLOAT_OPS) for m in modules.values()):
+    if transformer:
         # transformers: only the calibrated layers run int8, everything between them stays float, as in
         # the fake-quant model (normalisation, softmax, GELU, residual adds, dropout, the class-token
         # concat on an 8-bit grid with ranges from one batch cost ViT-mini 0.43 relative logit error)
@@ -139,7 +146,13 @@ def build_x86(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], ex
         quantized = quantize_fx.convert_fx(prepared)
     report += _set_weights(quantized, modules, calibration)
     _views_to_reshapes(quantized)
-    return X86Int8Model(quantized.eval(), report)
+    return X86Int8Model(quantized.eval(), swapped + report)
+
+
+def _inside_attention(name: str, modules: Mapping[str, nn.Module]) -> bool:
+    """``nn.MultiheadAttention`` reads its output projection's weight itself: not a module call to quantize."""
+    parent = name.rpartition(".")[0]
+    return bool(name) and isinstance(modules.get(parent), nn.MultiheadAttention)
 
 
 def _views_to_reshapes(graph_module: fx.GraphModule) -> None:
