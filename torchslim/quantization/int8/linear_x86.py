@@ -7,6 +7,7 @@ torch.fx trace this way, and no output grid observed on one batch is added.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any, Mapping
 
@@ -21,6 +22,7 @@ def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
 
 
+@functools.cache
 def _quantize_op() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -46,18 +48,25 @@ class Int8Linear(nn.Module):
             zero_points = torch.full((self.out_features,), qweight.q_zero_point(), dtype=torch.int64)
         if bool(zero_points.ne(0).any()):
             raise ValueError(f"{where}.weight: the x86 int8 Linear takes symmetric weight grids (zero point 0)")
-        self.weight_scales = scales.float()
-        self.weight_zero_points = zero_points.long()
-        self.packed = torch.ops.onednn.qlinear_prepack(qweight.int_repr(), None)
+        self.register_buffer("weight_scales", scales.float())
+        self.register_buffer("weight_zero_points", zero_points.long())
+        self.register_buffer("qweight", qweight.int_repr())
+        self._packed: torch.Tensor | None = None  # oneDNN's opaque layout: rebuilt after a copy or a load
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float().clone(),
                                                                     requires_grad=False)
-        self._quantize = _quantize_op()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        qx = self._quantize(x.float(), self.input_scale, self.input_zero_point, 0, 255, torch.uint8)
+        if self._packed is None:
+            self._packed = torch.ops.onednn.qlinear_prepack(self.qweight, None)
+        qx = _quantize_op()(x.float(), self.input_scale, self.input_zero_point, 0, 255, torch.uint8)
         return torch.ops.onednn.qlinear_pointwise(
-            qx, self.input_scale, self.input_zero_point, self.packed, self.weight_scales, self.weight_zero_points,
+            qx, self.input_scale, self.input_zero_point, self._packed, self.weight_scales, self.weight_zero_points,
             self.bias, 1.0, 0, torch.float32, "none", [], "")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_packed"] = None
+        return state
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, input_scale={self.input_scale:.4g}"
