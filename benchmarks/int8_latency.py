@@ -56,6 +56,9 @@ LINEAR_STATIC = [LINEAR_WEIGHT, {"op_types": ["Linear"], "target_names": ["_inpu
 LINEAR_DYNAMIC = [LINEAR_WEIGHT, {"op_types": ["Linear"], "target_names": ["_input_"], "quant_dtype": "uint8",
                                   "dynamic": True}]
 NOISE_REFERENCE = "fp32 with weights rounded to bfloat16 (noise reference, no int8)"
+INPUT_GRID_REFERENCE = "fp32, only its input rounded to an 8-bit grid (noise reference, no int8 kernel)"
+INPUT_NOISE_REFERENCE = "fp32, 0.1% Gaussian noise on its input (noise reference: error / 0.001 = noise gain)"
+NOISE_LEVEL = 1e-3
 ORDER = ["resnet18", "mobilenet_v2", "bert", "vit"]  # table order, whatever order the runs merged in
 CONFIG = CNN_CONFIG  # kept for scripts importing it
 
@@ -263,12 +266,6 @@ def bench_model(name: str, batches: list[int], tmp: Path, rounds: int, reduced: 
             ours[label] = attempt(label, lambda: deploy(fq, calibration, calib[0], backend=backend), errors)
         ours = {k: v for k, v in ours.items() if v is not None}
     fp32_ort = ort_callable(fp32_onnx)
-    rounded = None
-    if kind == "cnn":  # how much a random-weight model amplifies small weight noise (no int8 involved)
-        rounded = copy.deepcopy(model)
-        with torch.no_grad():
-            for p in rounded.parameters():
-                p.copy_(p.to(torch.bfloat16).float())
     folded = None
     if kind == "cnn":
         from torch.fx.experimental.optimization import fuse
@@ -296,8 +293,6 @@ def bench_model(name: str, batches: list[int], tmp: Path, rounds: int, reduced: 
         with torch.no_grad():
             errs = {label: rel_err(fn(), ref) for label, fn in runs.items()}
             fake_errs = {mode: rel_err(fq(*args), ref) for mode, fq in fake.items()}
-            if rounded is not None:
-                fake_errs[NOISE_REFERENCE] = rel_err(rounded(*args), ref)
             ours_vs_fake = {label: rel_err(runs[label](), fake[label.split()[1]](*args)) for label in ours}
         times = interleaved_latency(runs, warmup=1, rounds=rounds)
         for label, ms in times.items():
@@ -305,15 +300,59 @@ def bench_model(name: str, batches: list[int], tmp: Path, rounds: int, reduced: 
             rows.append({"model": description, "key": name, "batch": batch, "variant": label, "group": group, "ms": ms,
                          "rel_err_fp32": errs[label], "rel_err_fake_quant": ours_vs_fake.get(label)})
         for mode, err in fake_errs.items():
-            variant = mode if mode == NOISE_REFERENCE else f"fake-quant model ({mode}, reference)"
-            rows.append({"model": description, "key": name, "batch": batch, "variant": variant,
+            rows.append({"model": description, "key": name, "batch": batch, "variant": f"fake-quant model ({mode}, reference)",
                          "group": "reference", "ms": None, "rel_err_fp32": err, "rel_err_fake_quant": None})
+        if kind == "cnn":
+            rows += noise_references(model, args, ref, description, name, batch)
         for label, reason in errors.items():
             if not any(r["variant"] == label and r["batch"] == batch for r in rows) and "(batch" not in label:
                 rows.append({"model": description, "key": name, "batch": batch, "variant": label, "group": "failed",
                              "ms": None, "rel_err_fp32": None, "rel_err_fake_quant": None, "error": reason})
         print(f"{description} batch {batch}: " + ", ".join(f"{k}={v:.1f}ms" for k, v in times.items()), flush=True)
     return rows
+
+
+@torch.no_grad()
+def noise_references(model: torch.nn.Module, args: tuple, ref: torch.Tensor, description: str, key: str,
+                     batch: int) -> list[dict]:
+    """How much the float network itself amplifies small perturbations (no int8 kernel involved):
+    its weights rounded to bfloat16; only its input rounded to an 8-bit grid spanning the batch's range
+    (what any int8 first layer does first); 0.1% Gaussian input noise (the noise gain is error / 0.001)."""
+    x = args[0]
+    rounded = copy.deepcopy(model)
+    for p in rounded.parameters():
+        p.copy_(p.to(torch.bfloat16).float())
+    step = float(x.max() - x.min()) / 255
+    on_grid = torch.round((x - x.min()) / step) * step + x.min()
+    noisy = x + NOISE_LEVEL * x.std() * torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    return [{"model": description, "key": key, "batch": batch, "variant": variant, "group": "reference", "ms": None,
+             "rel_err_fp32": rel_err(out, ref), "rel_err_fake_quant": None}
+            for variant, out in ((NOISE_REFERENCE, rounded(*args)), (INPUT_GRID_REFERENCE, model(on_grid)),
+                                 (INPUT_NOISE_REFERENCE, model(noisy)))]
+
+
+def references_only(names: list[str]) -> None:
+    """Recompute the noise-reference rows of the CNNs in the existing JSON (no timing: any machine load)."""
+    json_path = RESULTS_DIR / f"{NAME}.json"
+    data = json.loads(json_path.read_text())
+    variants = (NOISE_REFERENCE, INPUT_GRID_REFERENCE, INPUT_NOISE_REFERENCE)
+    for name in names:
+        model, make, kind, description = build_model(name, reduced=True)
+        if kind != "cnn":
+            continue
+        batches = sorted({r["batch"] for r in data["rows"] if r["key"] == name})
+        data["rows"] = [r for r in data["rows"] if not (r["key"] == name and r["variant"] in variants)]
+        for batch in batches:
+            args = make(batch, 1)
+            with torch.no_grad():
+                ref = model(*args)
+            new = noise_references(model, args, ref, description, name, batch)
+            last = max(i for i, r in enumerate(data["rows"]) if r["key"] == name and r["batch"] == batch)
+            data["rows"][last + 1:last + 1] = new
+            print(f"{description} batch {batch}: " + ", ".join(f"{r['variant']}: {r['rel_err_fp32']:.4f}" for r in new))
+    data["summary"] = summarize(data["rows"])
+    json_path.write_text(json.dumps(data, indent=1))
+    json_path.with_suffix(".md").write_text(to_markdown(data))
 
 
 # --- rendering -------------------------------------------------------------------------------------
@@ -348,6 +387,26 @@ def parts(meta: dict) -> list[dict]:
                                   "rounds": meta["rounds"], "full_size": meta["full_size"]}]
 
 
+def noise_paragraph(rows: list[dict]) -> str:
+    """Why a row is over the limit when the float network itself amplifies noise (from its reference rows)."""
+    text = []
+    for key in dict.fromkeys(r["key"] for r in rows):
+        ref = {r["variant"]: r["rel_err_fp32"] for r in rows if r["key"] == key and r["group"] == "reference"
+               and r["batch"] == max(x["batch"] for x in rows if x["key"] == key)}
+        if INPUT_NOISE_REFERENCE not in ref:
+            continue
+        model = next(r["model"] for r in rows if r["key"] == key)
+        text.append(f"{model}: noise gain {ref[INPUT_NOISE_REFERENCE] / NOISE_LEVEL:.1f}x, input alone on an 8-bit grid "
+                    f"{ref.get(INPUT_GRID_REFERENCE, float('nan')):.3f}, bfloat16 weights {ref.get(NOISE_REFERENCE, float('nan')):.3f}")
+    if not text:
+        return ""
+    return (" How much each random-weight CNN amplifies perturbations by itself, with no int8 kernel involved (the "
+            "noise-reference rows, largest batch): " + "; ".join(text) + ". A network whose input rounded to 8 bits "
+            f"already moves its logits by more than {ERROR_LIMIT} has no int8 model within {ERROR_LIMIT}: every int8 flow, "
+            "the fake-quant simulation included, lands near the same error there (BatchNorm calibrated on random data "
+            "makes a deep random network chaotic; a trained one is not — see quantization_int8_mnist.md).")
+
+
 def to_markdown(data: dict) -> str:
     def fmt(v, pattern):
         return "" if v is None else pattern.format(v)
@@ -364,12 +423,7 @@ def to_markdown(data: dict) -> str:
                     for p in parts(meta)) + ".",
         "", "### Summary", "",
         f"Best row of each kind among those within relative logit error {ERROR_LIMIT} of fp32 eager; ✗: no row of that "
-        "kind is within it, the fastest is shown. Random-weight MobileNetV2 is at ~0.2 for every int8 flow, its "
-        "fake-quant model included: the random network amplifies small perturbations (rounding its fp32 weights to "
-        "bfloat16, 8 bits of mantissa and no int8 at all, costs it the error in the 'noise reference' row; 0.1% input "
-        "noise costs 1.8%), and BatchNorm calibrated on random data leaves every channel at the same range, so "
-        "cross-layer equalization has nothing to equalize (tried: 0.21 -> 0.23, and with ReLU6 it changes the float "
-        "model by 0.16); MSE / percentile activation ranges: 0.22 / 0.24. A trained model does not amplify noise like this.", "",
+        "kind is within it, the fastest is shown." + noise_paragraph(data["rows"]), "",
         "| model | batch | best fp32 | best stock int8 | ours (best backend) | ours vs best fp32 | ours vs best stock int8 | ours rel. logit error |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -422,7 +476,13 @@ def main() -> None:
     parser.add_argument("--no-pt2e", action="store_true", help="skip torch's PT2E + inductor row (slow to compile)")
     parser.add_argument("--merge", action="store_true", help="keep rows of models not run now from the existing JSON")
     parser.add_argument("--render", action="store_true", help="only re-render the markdown from the existing JSON")
+    parser.add_argument("--references-only", action="store_true",
+                        help="recompute only the CNNs' noise-reference rows (untimed) in the existing JSON")
     args = parser.parse_args()
+    if args.references_only:
+        torch.set_num_threads(THREADS)
+        references_only(args.models.split(","))
+        return
     if args.render:
         json_path = (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / f"{NAME}.json"
         data = json.loads(json_path.read_text())
