@@ -136,7 +136,7 @@ def capture_inputs(model: nn.Module, dummy_input: Any) -> dict[nn.Module, tuple[
     handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in model.modules()]
     try:
         with torch.no_grad():
-            _call(model, dummy_input)
+            call_model(model, dummy_input)
     except Exception as exc:
         from torchslim.errors import SpeedupError
 
@@ -147,7 +147,8 @@ def capture_inputs(model: nn.Module, dummy_input: Any) -> dict[nn.Module, tuple[
     return seen
 
 
-def _call(model: nn.Module, dummy_input: Any) -> Any:
+def call_model(model: nn.Module, dummy_input: Any) -> Any:
+    """``model`` called on an example input as speedup takes it: keyword dict, tuple of arguments or one tensor."""
     if isinstance(dummy_input, dict):
         return model(**dummy_input)
     return model(*as_args(dummy_input))

@@ -24,7 +24,7 @@ from torch import nn
 
 from torchslim.errors import SpeedupError
 from torchslim.graph.engine import Context, analyze_part, no_gc
-from torchslim.graph.trace import _call, trace_model
+from torchslim.graph.trace import call_model, trace_model
 from torchslim.speedup.channel_map import ChannelMap, record_channel_map
 from torchslim.speedup.report import LayerRow, SpeedupReport
 from torchslim.speedup.literals import literal_spec, rewrite_literals, undo_literals
@@ -197,7 +197,7 @@ class ModelSpeedup:
         was_training = model.training
         model.eval()
         try:
-            return compare_outputs(self._reference_out, run_outputs(lambda x: _call(model, x), self._inputs),
+            return compare_outputs(self._reference_out, run_outputs(lambda x: call_model(model, x), self._inputs),
                                    self.rtol, self.atol)
         finally:
             model.train(was_training)
@@ -206,7 +206,7 @@ class ModelSpeedup:
         if not self.check:
             return []
         self._inputs = check_inputs(self.dummy_input, self.check_inputs)
-        return run_outputs(lambda x: _call(model, x), self._inputs)
+        return run_outputs(lambda x: call_model(model, x), self._inputs)
 
     def _deviation(self, model: nn.Module, given: list[list[torch.Tensor]], zeros: list[Zero],
                    report: SpeedupReport) -> list[list[torch.Tensor]]:
@@ -219,7 +219,7 @@ class ModelSpeedup:
             report.deviation = {"cause": cause}
             return given
         with zeroed(model, zeros), narrow.narrowed_reference(model, narrowing):
-            removed = run_outputs(lambda x: _call(model, x), self._inputs)
+            removed = run_outputs(lambda x: call_model(model, x), self._inputs)
         result = compare_outputs(given, removed, self.rtol, self.atol)
         if result.status != "differs":
             return given
@@ -285,7 +285,7 @@ def _record(model: nn.Module, dummy_input: Any, modules: dict[str, nn.Module]) -
     recorder = OutputRecorder(modules)
     with recorder:
         try:
-            _call(model, dummy_input)
+            call_model(model, dummy_input)
         except Exception:  # layers before the failure are recorded
             pass
     return recorder.outputs
