@@ -207,3 +207,31 @@ def test_static_int8_vit_on_x86_runs_only_the_calibrated_layers_int8():
         assert rel(deployed(test), fp32) < 2 * rel(fake, fp32)
         other = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(10))
         assert rel(deployed(other), deployed(test)) > 0.1  # depends on its input
+
+
+def test_multihead_attention_projections_run_int8_on_x86():
+    from torchslim.quantization.int8.linear_x86 import Int8Linear, Int8SelfAttention, onednn_available
+
+    if not onednn_available():
+        pytest.skip("torch built without oneDNN")
+    model, x = tiny_torchvision_vit()
+    _, calibration = PtqQuantizer(model, STATIC).compress([x])
+    deployed = deploy(model, calibration, x, backend="x86")
+    projections = [r for r in deployed.report if "MultiheadAttention" in r["source"]]
+    assert len(projections) == 2 * 2  # in and out projection of both layers
+    attention = [m for m in deployed.model.modules() if isinstance(m, Int8SelfAttention)]
+    assert len(attention) == 2 and all(isinstance(m.in_proj, Int8Linear) for m in attention)
+    with torch.no_grad():
+        assert rel(deployed(x), float_copy(model)(x)) < 0.05
+        # calls ViT does not make (weights returned, masks) run the float module kept inside
+        tokens = torch.randn(4, 5, 32)
+        out, weights = attention[0](tokens, tokens, tokens, need_weights=True)
+        expected, expected_weights = attention[0].float_attention(tokens, tokens, tokens, need_weights=True)
+        assert torch.equal(out, expected) and torch.equal(weights, expected_weights)
+        seen = []
+        hook = attention[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        deployed(x)
+        hook.remove()
+        int8_out, _ = attention[0](seen[0], seen[0], seen[0], need_weights=False)
+        float_out, _ = attention[0].float_attention(seen[0], seen[0], seen[0], need_weights=False)
+        assert 0 < rel(int8_out, float_out) < 0.05

@@ -21,7 +21,7 @@ from torchslim.quantization.int8.common import (
     activation_qparams, bn_folded_weight, float_copy, is_affine_entry, quantized_weight,
 )
 from torchslim.quantization.fusion import _BN, fused_chains, trace
-from torchslim.quantization.int8.linear_x86 import onednn_available, swap_linears
+from torchslim.quantization.int8.linear_x86 import onednn_available, swap_attention, swap_linears
 
 _COMPUTE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 # ops whose output shares the input's quantization (observers look through them)
@@ -113,13 +113,13 @@ def build_x86(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], ex
     int8_layers = [name for name, module in modules.items()
                    if isinstance(module, _COMPUTE) and is_affine_entry(calibration.get(name, {}).get("weight", {}))
                    and not _inside_attention(name, modules)]
-    if swapped and not int8_layers:
-        return X86Int8Model(plain, swapped)
+    example = tuple(example_input) if isinstance(example_input, (list, tuple)) else (example_input,)
+    if swapped and not int8_layers:  # no trace needed; attention's projections join, as on onnxruntime
+        return X86Int8Model(plain, swapped + swap_attention(plain, example))
     graph = trace(plain)
     if graph is None:
         raise RuntimeError("the x86 int8 backend needs a torch.fx-traceable model")
     chains = fused_chains(plain, graph)
-    example = tuple(example_input) if isinstance(example_input, (list, tuple)) else (example_input,)
 
     qconfig = QConfig(activation=MinMaxObserver.with_args(dtype=torch.quint8), weight=weight_observer)
     if transformer:
