@@ -78,12 +78,10 @@ def test_static_int8_bert_on_onnxruntime_matches_fake_quant():
 
 
 def test_static_int8_bert_on_x86_needs_no_trace_and_matches_fake_quant():
-    """transformers' BERT does not trace with torch.fx: its Linear layers are swapped for oneDNN int8
-    kernels one by one, inputs on the calibrated grids, weights on ours, outputs float."""
-    from torchslim.quantization.int8.linear_x86 import Int8Linear, onednn_available
+    """transformers' BERT does not trace with torch.fx: its Linear layers are swapped for int8 kernels
+    one by one, inputs on the calibrated grids, weights on ours, outputs float."""
+    from torchslim.quantization.int8.linear_x86 import Int8Linear
 
-    if not onednn_available():
-        pytest.skip("torch built without oneDNN")
     model = tiny_bert()
     _, calibration = PtqQuantizer(model, STATIC).compress([ids(seed=s) for s in range(3)])
     x = ids(batch=8, seed=7)
@@ -99,7 +97,7 @@ def test_static_int8_bert_on_x86_needs_no_trace_and_matches_fake_quant():
     entry = calibration[linears[0]]["_input_0"]
     layer = deployed.model.get_submodule(linears[0])
     assert layer.input_scale == pytest.approx(float(entry["scale"]))
-    with torch.no_grad():  # oneDNN's packed weight is rebuilt after a copy
+    with torch.no_grad():  # the packed weights survive a copy
         assert torch.equal(first_output(copy.deepcopy(deployed)(x)), first_output(deployed(x)))
 
 
@@ -210,10 +208,8 @@ def test_static_int8_vit_on_x86_runs_only_the_calibrated_layers_int8():
 
 
 def test_multihead_attention_projections_run_int8_on_x86():
-    from torchslim.quantization.int8.linear_x86 import Int8Linear, Int8SelfAttention, onednn_available
+    from torchslim.quantization.int8.linear_x86 import Int8Linear, Int8SelfAttention
 
-    if not onednn_available():
-        pytest.skip("torch built without oneDNN")
     model, x = tiny_torchvision_vit()
     _, calibration = PtqQuantizer(model, STATIC).compress([x])
     deployed = deploy(model, calibration, x, backend="x86")

@@ -21,7 +21,7 @@ from torchslim.quantization.int8.common import (
     activation_qparams, bn_folded_weight, float_copy, is_affine_entry, quantized_weight,
 )
 from torchslim.quantization.fusion import _BN, fused_chains, trace
-from torchslim.quantization.int8.linear_x86 import onednn_available, swap_attention, swap_linears
+from torchslim.quantization.int8.linear_x86 import swap_attention, swap_linears, x86_engine
 
 _COMPUTE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 # ops whose output shares the input's quantization (observers look through them)
@@ -104,11 +104,11 @@ def build_x86(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], ex
     """Convert ``model`` (fake-quantized or float) to int8 x86 kernels using ``calibration``."""
     QConfig, QConfigMapping, get_default_qconfig_mapping, quantize_fx, FixedQParamsObserver, MinMaxObserver, \
         weight_observer = _quant_fx()
-    torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+    torch.backends.quantized.engine = x86_engine() or "fbgemm"
     plain = float_copy(model)
     transformer = any(isinstance(m, _FLOAT_OPS) for m in plain.modules())
-    # transformers' Linear layers: oneDNN int8 kernels with float outputs, swapped in without a trace
-    swapped = swap_linears(plain, calibration) if transformer and onednn_available() else []
+    # transformers' Linear layers: int8 kernels with float outputs, swapped in without a trace
+    swapped = swap_linears(plain, calibration) if transformer else []
     modules = dict(plain.named_modules())
     int8_layers = [name for name, module in modules.items()
                    if isinstance(module, _COMPUTE) and is_affine_entry(calibration.get(name, {}).get("weight", {}))

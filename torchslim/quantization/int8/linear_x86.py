@@ -1,14 +1,12 @@
-"""Static int8 ``nn.Linear`` on oneDNN's x86 kernels, swapped in module by module (no tracing).
+"""Static int8 ``nn.Linear`` on PyTorch's x86 kernels, swapped in module by module (no tracing).
 
-Each calibrated Linear becomes :class:`Int8Linear`: its input is put on the calibrated uint8 grid,
-its weight on the calibrated int8 grid, and the int8 product comes out in fp32 — as in the
-fake-quant model, whose Linear outputs stay float. Transformers (BERT, GPT-2, ViT) need no
+Each calibrated Linear becomes :class:`Int8Linear`: fbgemm's fused kernel puts its input on the
+calibrated uint8 grid, multiplies by the weight on the calibrated int8 grid and returns fp32 — as in
+the fake-quant model, whose Linear outputs stay float. Transformers (BERT, GPT-2, ViT) need no
 torch.fx trace this way, and no output grid observed on one batch is added.
 """
 from __future__ import annotations
 
-import functools
-import warnings
 from typing import Any, Mapping
 
 import torch
@@ -18,21 +16,14 @@ from torch import nn
 from torchslim.quantization.int8.common import activation_qparams, is_affine_entry, quantized_weight
 
 
-def onednn_available() -> bool:
-    """Whether this torch build has oneDNN's int8 Linear kernel (``onednn::qlinear_pointwise``)."""
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
-
-
-@functools.cache
-def _quantize_op() -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import torch.ao.quantization.fx._decomposed  # noqa: F401 - registers quantized_decomposed ops
-    return torch.ops.quantized_decomposed.quantize_per_tensor
+def x86_engine() -> str | None:
+    """The x86 quantized engine of this torch build ('x86' or 'fbgemm'), or None."""
+    engines = torch.backends.quantized.supported_engines
+    return "x86" if "x86" in engines else "fbgemm" if "fbgemm" in engines else None
 
 
 class Int8Linear(nn.Module):
-    """``y = dequant(quant(x) @ quant(W).T) + b`` with oneDNN's u8 x s8 kernel; fp32 in, fp32 out."""
+    """``y = quant(x) @ quant(W).T + b`` in int8 with fp32 output (one fused fbgemm call); fp32 in, fp32 out."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, input_entry: Mapping[str, Any],
                  weight_entry: Mapping[str, Any], where: str) -> None:
@@ -40,33 +31,15 @@ class Int8Linear(nn.Module):
         self.out_features, self.in_features = weight.shape
         self.input_scale, self.input_zero_point = activation_qparams(input_entry, f"{where}._input_0")
         qweight = quantized_weight(weight, weight_entry, f"{where}.weight")
-        if qweight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-            scales, zero_points = qweight.q_per_channel_scales(), qweight.q_per_channel_zero_points()
-            if qweight.q_per_channel_axis() != 0:
-                raise ValueError(f"{where}.weight: the x86 int8 Linear takes scales per output channel only")
-        else:
-            scales = torch.full((self.out_features,), qweight.q_scale(), dtype=torch.float64)
-            zero_points = torch.full((self.out_features,), qweight.q_zero_point(), dtype=torch.int64)
-        if bool(zero_points.ne(0).any()):
-            raise ValueError(f"{where}.weight: the x86 int8 Linear takes symmetric weight grids (zero point 0)")
-        self.register_buffer("weight_scales", scales.float())
-        self.register_buffer("weight_zero_points", zero_points.long())
-        self.register_buffer("qweight", qweight.int_repr())
-        self._packed: torch.Tensor | None = None  # oneDNN's opaque layout: rebuilt after a copy or a load
-        self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
+        if qweight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric) and qweight.q_per_channel_axis() != 0:
+            raise ValueError(f"{where}.weight: the x86 int8 Linear takes scales per output channel only")
+        bias = None if bias is None else bias.detach().float().clone()
+        # packed once for the engine; a ScriptObject that deepcopy and torch.save carry
+        self.packed = torch.ops.quantized.linear_prepack(qweight, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._packed is None:
-            self._packed = torch.ops.onednn.qlinear_prepack(self.qweight, None)
-        qx = _quantize_op()(x.float(), self.input_scale, self.input_zero_point, 0, 255, torch.uint8)
-        return torch.ops.onednn.qlinear_pointwise(
-            qx, self.input_scale, self.input_zero_point, self._packed, self.weight_scales, self.weight_zero_points,
-            self.bias, 1.0, 0, torch.float32, "none", [], "")
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_packed"] = None
-        return state
+        return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+            x.float(), self.input_scale, self.input_zero_point, self.packed)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, input_scale={self.input_scale:.4g}"
@@ -181,4 +154,4 @@ def swap_attention(model: nn.Module, example: tuple) -> list[dict[str, Any]]:
     return [row for wrapper in swapped for row in wrapper.freeze()]
 
 
-__all__ = ["Int8Linear", "Int8SelfAttention", "onednn_available", "swap_attention", "swap_linears"]
+__all__ = ["Int8Linear", "Int8SelfAttention", "swap_attention", "swap_linears", "x86_engine"]
