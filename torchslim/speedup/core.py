@@ -166,7 +166,7 @@ class ModelSpeedup:
         for name, use in shrinkable.items():
             new = SHRINKERS[use.kind](use.module, keep[name])
             if isinstance(new, nn.Module) and new is not use.module:
-                replaced += _replace(model, use.module, new)
+                replaced += replace_module(model, use.module, new)
             report.layers.append(_row(name, use, keep[name], self.masks.get(name, {})))
         narrow.cut_params(model, narrowing)
         report.layers += [LayerRow(p.path, "Parameter", {"out": (p.ids.numel(), int(k.numel()))}, None)
@@ -363,7 +363,7 @@ def _top_up(space: Any, ids: torch.Tensor, groups: int, round_to: int) -> bool:
     return changed
 
 
-def _replace(model: nn.Module, old: nn.Module, new: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+def replace_module(model: nn.Module, old: nn.Module, new: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
     """Point every attribute holding ``old`` at ``new``; returns what to undo."""
     done = []
     for parent in model.modules():

@@ -84,7 +84,7 @@ def load(path: str | Path, model: nn.Module | None = None, map_location: Any = "
 
 def apply_spec(model: nn.Module, spec: dict[str, tuple[str, dict[str, int], int]]) -> None:
     """Resize ``model``'s layers to the recorded channel counts (weights are then loaded)."""
-    from torchslim.speedup.core import _replace
+    from torchslim.speedup.core import replace_module
 
     from torchslim.speedup.literals import apply_literal_spec
     from torchslim.speedup.narrow import cut_param
@@ -106,6 +106,6 @@ def apply_spec(model: nn.Module, spec: dict[str, tuple[str, dict[str, int], int]
             keep[slot] = (torch.arange(groups).unsqueeze(1) * (full // groups) + torch.arange(n // groups)).reshape(-1)
         new = get_kind(kind).shrink(module, keep)
         if isinstance(new, nn.Module) and new is not module:
-            _replace(model, module, new)
+            replace_module(model, module, new)
     apply_literal_spec(model, spec.get(LITERALS_KEY, []))
     setattr(model, SPEC_ATTR, dict(spec))

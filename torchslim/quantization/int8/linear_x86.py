@@ -57,8 +57,7 @@ def swap_linears(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]])
                 or not is_affine_entry(inp):
             continue
         swapped = Int8Linear(module.weight, module.bias, inp, weight, name)
-        parent, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, attr, swapped)
+        model.set_submodule(name, swapped)
         report += [{"tensor": f"{name}._input_0", "source": f"{name}._input_0", "scale": swapped.input_scale,
                     "zero_point": swapped.input_zero_point},
                    {"tensor": f"{name}.weight", "source": f"{name}.weight"}]
@@ -143,9 +142,8 @@ def swap_attention(model: nn.Module, example: tuple) -> list[dict[str, Any]]:
     swapped = []
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.MultiheadAttention):
-            parent, _, attr = name.rpartition(".")
             wrapper = Int8SelfAttention(module, name)
-            setattr(model.get_submodule(parent) if parent else model, attr, wrapper)
+            model.set_submodule(name, wrapper)
             swapped.append(wrapper)
     if not swapped:
         return []

@@ -52,7 +52,7 @@ def qdq_copy(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]]) -> 
         bn_name = weight_entry.get("fused_bn")
         if bn_name is not None:
             _fold_bn(module, modules[bn_name])
-            _replace(plain, bn_name, nn.Identity())
+            plain.set_submodule(bn_name, nn.Identity())
         targets = {}
         for target, entry in entries.items():
             target = canonical_target(target)
@@ -78,11 +78,6 @@ def _fold_bn(conv: nn.Module, bn: nn.Module) -> None:
         conv.bias = nn.Parameter(new_bias)
     else:
         conv.bias.copy_(new_bias)
-
-
-def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent_name) if parent_name else root, child, new)
 
 
 def export_qdq_onnx(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], example_input: Any,
