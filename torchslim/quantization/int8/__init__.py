@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from torchslim.quantization.int8.common import example_args, first_output
+from torchslim.quantization.int8.common import example_args, first_output, x86_engine
 
 BACKENDS = ("auto", "x86", "onnxruntime")
 
@@ -73,7 +73,7 @@ def _auto(model: nn.Module, calibration: Mapping, example_input: Any, candidates
     built: dict[str, nn.Module] = {}
     errors: dict[str, str] = {}
     for name in candidates:
-        if name == "x86" and not _has_x86_engine():
+        if name == "x86" and x86_engine() is None:
             errors[name] = "torch has no x86/fbgemm quantized engine"
             continue
         try:
@@ -117,11 +117,6 @@ def _check_and_time(model: nn.Module, built: dict[str, nn.Module], example_input
     for s in stats.values():  # a backend far off the others is not a candidate
         s["correct"] = s["rel_err"] <= 2 * best_err + 0.02
     return stats
-
-
-def _has_x86_engine() -> bool:
-    engines = torch.backends.quantized.supported_engines
-    return "x86" in engines or "fbgemm" in engines
 
 
 def calibration_of(model: nn.Module) -> dict[str, dict[str, Any]]:

@@ -32,6 +32,12 @@ def first_output(output: Any) -> torch.Tensor:
     raise TypeError(f"cannot compare a model output of type {type(output).__name__}")
 
 
+def x86_engine() -> str | None:
+    """The x86 quantized engine of this torch build ('x86' or 'fbgemm'), or None."""
+    engines = torch.backends.quantized.supported_engines
+    return "x86" if "x86" in engines else "fbgemm" if "fbgemm" in engines else None
+
+
 def float_copy(model: nn.Module) -> nn.Module:
     """A deep copy without fake quantization or mask hooks (masks folded into the weights), in eval mode."""
     plain = copy.deepcopy(model)
@@ -114,4 +120,4 @@ def quantized_weight(weight: torch.Tensor, entry: Entry, where: str) -> torch.Te
     return torch.quantize_per_channel(w, scale, zero_point.long(), axis, torch.qint8)
 
 
-__all__ = ["activation_qparams", "bn_folded_weight", "example_args", "first_output", "float_copy", "is_affine_entry", "quantized_weight", "weight_qparams"]
+__all__ = ["activation_qparams", "bn_folded_weight", "example_args", "first_output", "float_copy", "is_affine_entry", "quantized_weight", "weight_qparams", "x86_engine"]

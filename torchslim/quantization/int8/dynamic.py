@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from torchslim.errors import require
-from torchslim.quantization.int8.common import example_args, float_copy, quantized_weight, weight_qparams
+from torchslim.quantization.int8.common import example_args, float_copy, quantized_weight, weight_qparams, x86_engine
 from torchslim.quantization.int8.fx_x86 import X86Int8Model
 from torchslim.quantization.int8.onnx_qdq import OnnxRuntimeInt8Model
 
@@ -39,7 +39,7 @@ def build_dynamic_x86(model: nn.Module, calibration: Mapping[str, Mapping[str, A
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-    torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+    torch.backends.quantized.engine = x86_engine() or "fbgemm"
     plain = float_copy(model)
     modules = dict(plain.named_modules())
     names = [n for n in dynamic_layers(calibration) if type(modules.get(n)) in (nn.Linear, nn.modules.linear.NonDynamicallyQuantizableLinear)

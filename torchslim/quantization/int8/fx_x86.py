@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from torchslim.quantization.int8.common import (
-    activation_qparams, bn_folded_weight, float_copy, is_affine_entry, quantized_weight,
+    activation_qparams, bn_folded_weight, example_args, float_copy, is_affine_entry, quantized_weight, x86_engine,
 )
 from torchslim.quantization.fusion import _BN, fused_chains, trace
-from torchslim.quantization.int8.linear_x86 import swap_attention, swap_linears, x86_engine
+from torchslim.quantization.int8.linear_x86 import swap_attention, swap_linears
 
 _COMPUTE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 # ops whose output shares the input's quantization (observers look through them)
@@ -113,7 +113,7 @@ def build_x86(model: nn.Module, calibration: Mapping[str, Mapping[str, Any]], ex
     int8_layers = [name for name, module in modules.items()
                    if isinstance(module, _COMPUTE) and is_affine_entry(calibration.get(name, {}).get("weight", {}))
                    and not _inside_attention(name, modules)]
-    example = tuple(example_input) if isinstance(example_input, (list, tuple)) else (example_input,)
+    example = example_args(example_input)
     if swapped and not int8_layers:  # no trace needed; attention's projections join, as on onnxruntime
         return X86Int8Model(plain, swapped + swap_attention(plain, example))
     graph = trace(plain)

@@ -16,12 +16,6 @@ from torch import nn
 from torchslim.quantization.int8.common import activation_qparams, is_affine_entry, quantized_weight
 
 
-def x86_engine() -> str | None:
-    """The x86 quantized engine of this torch build ('x86' or 'fbgemm'), or None."""
-    engines = torch.backends.quantized.supported_engines
-    return "x86" if "x86" in engines else "fbgemm" if "fbgemm" in engines else None
-
-
 class Int8Linear(nn.Module):
     """``y = quant(x) @ quant(W).T + b`` in int8 with fp32 output (one fused fbgemm call); fp32 in, fp32 out."""
 
@@ -152,4 +146,4 @@ def swap_attention(model: nn.Module, example: tuple) -> list[dict[str, Any]]:
     return [row for wrapper in swapped for row in wrapper.freeze()]
 
 
-__all__ = ["Int8Linear", "Int8SelfAttention", "swap_attention", "swap_linears", "x86_engine"]
+__all__ = ["Int8Linear", "Int8SelfAttention", "swap_attention", "swap_linears"]

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import torch
 from torch import nn
 
 from torchslim.errors import require
