@@ -391,8 +391,9 @@ def noise_paragraph(rows: list[dict]) -> str:
     """Why a row is over the limit when the float network itself amplifies noise (from its reference rows)."""
     text = []
     for key in dict.fromkeys(r["key"] for r in rows):
-        ref = {r["variant"]: r["rel_err_fp32"] for r in rows if r["key"] == key and r["group"] == "reference"
-               and r["batch"] == max(x["batch"] for x in rows if x["key"] == key)}
+        largest = max(r["batch"] for r in rows if r["key"] == key)
+        ref = {r["variant"]: r["rel_err_fp32"] for r in rows
+               if r["key"] == key and r["group"] == "reference" and r["batch"] == largest}
         if INPUT_NOISE_REFERENCE not in ref:
             continue
         model = next(r["model"] for r in rows if r["key"] == key)

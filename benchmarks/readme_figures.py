@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Callable
@@ -128,10 +129,9 @@ def trained_mobilenet_sentence() -> str:
     if not m or not m.get("rows"):
         return ""
     rows = m["rows"]
-    mean = lambda values: sum(values) / len(values)  # noqa: E731
-    delta = {b: mean([r["accuracy"][b] - r["accuracy"]["fp32"] for r in rows]) for b in ("onnxruntime", "x86")}
-    error = {b: mean([r["rel_err"][b] for r in rows]) for b in ("onnxruntime", "x86")}
-    gain = mean([r["noise"]["trained"]["gain"] for r in rows])
+    delta = {b: statistics.mean([r["accuracy"][b] - r["accuracy"]["fp32"] for r in rows]) for b in ("onnxruntime", "x86")}
+    error = {b: statistics.mean([r["rel_err"][b] for r in rows]) for b in ("onnxruntime", "x86")}
+    gain = statistics.mean([r["noise"]["trained"]["gain"] for r in rows])
     grid = [r for r in (load("quantization_int8") or {}).get("rows", [])
             if r["key"] == "mobilenet_v2" and r["variant"].startswith("fp32, only its input rounded")]
     on_grid = f" (its input alone rounded to 8 bits: {max(r['rel_err_fp32'] for r in grid):.2f})" if grid else ""
