@@ -1,5 +1,5 @@
 """Channel rules of reductions and contractions (sum/mean/max, softmax, matmul, einsum), and
-the argument helpers every rule table uses.
+the argument and shape helpers every rule table uses.
 
 Reductions and contractions *consume* channels: those summed over are kept while alive (or
 whole, where a zero entry would still change the result), and the result carries none of them.
@@ -24,6 +24,19 @@ def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
 
 def _dim(d: int, ndim: int) -> int:
     return d % ndim if ndim else 0
+
+
+def _permute(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
+    """``t`` permuted as ``node`` (a permute call) permutes its input."""
+    dims = node.args[1:] if node.op == "call_method" else (_arg(node, 1, "dims"),)
+    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+        dims = dims[0]
+    return t.permute(*dims)
+
+
+def _transpose(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
+    """``t`` transposed as ``node`` (transpose / swapaxes / swapdims) transposes its input."""
+    return t.transpose(_arg(node, 1, "dim0"), _arg(node, 2, "dim1"))
 
 
 def _pad(chan: Chan, ndim: int) -> Chan:

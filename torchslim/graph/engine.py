@@ -84,10 +84,10 @@ class Context:
         self.node: fx.Node | None = None
         # (1-D ids, n): the ids form n equal runs that must keep as many channels each (chunk)
         self.balanced: list[tuple[torch.Tensor, int]] = []
-        self.literals: list[Literal] = []
+        self.literals: list[Literal] = []  # sizes written as numbers that speedup rewrites
         self.shuffles: list[Shuffle] = []  # channel shuffles rewritten as an index (graph/shuffle.py)
         self.shuffle_out: dict[fx.Node, Chan] = {}
-        self.chunks: list[Chunk] = []  # equal chunks rewritten as splits of the kept counts  # sizes written as numbers that speedup rewrites
+        self.chunks: list[Chunk] = []  # equal chunks rewritten as splits of the kept counts
         self.rewritable = False  # the current graph may replace its module's forward
         self._module_ids: dict[tuple[str, str], torch.Tensor] = {}
         self._start = time.perf_counter()

@@ -20,7 +20,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from torchslim.graph.idspace import along
+from torchslim.graph.idspace import along, pinned
 
 
 @dataclass
@@ -46,8 +46,6 @@ class NarrowedNorm:
 
 def stream_param(ctx: Any, path: str, tensor: torch.Tensor) -> Any:
     """Chan of a parameter read by ``get_attr`` in narrowing mode (pinned if it has no channel dim)."""
-    from torchslim.graph.idspace import pinned
-
     sizes = [d for d in range(tensor.dim()) if tensor.shape[d] > 1]
     if not sizes:
         return pinned(tensor.dim())

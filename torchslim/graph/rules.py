@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 
-from torchslim.graph.contractions import _arg, _dim, _pad, _softmax, _einsum, _matmul, reduction
+from torchslim.graph.contractions import _arg, _dim, _pad, _permute, _softmax, _einsum, _matmul, _transpose, reduction
 from torchslim.graph.idspace import Chan, compress, pinned, reshape_chan, reshape_groups
 from torchslim.graph.normalized import layer_norm_function
 from torchslim.graph import shuffle
@@ -149,17 +149,6 @@ def _static(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return type(x)(_static(v) for v in x)
     return x
-
-
-def _permute(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
-    dims = node.args[1:] if node.op == "call_method" else (_arg(node, 1, "dims"),)
-    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
-        dims = dims[0]
-    return t.permute(*dims)
-
-
-def _transpose(t: torch.Tensor, node: fx.Node) -> torch.Tensor:
-    return t.transpose(_arg(node, 1, "dim0"), _arg(node, 2, "dim1"))
 
 
 def _unsqueeze(t: torch.Tensor, node: fx.Node) -> torch.Tensor:

@@ -16,7 +16,9 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from torchslim.graph.contractions import _permute, _transpose
 from torchslim.graph.idspace import Chan, along
+from torchslim.graph.sizes import op_name
 
 _REARRANGE = {"transpose", "permute", "contiguous", "swapaxes", "swapdims"}
 
@@ -33,10 +35,6 @@ class Shuffle:
     perm: torch.Tensor
 
 
-def _name(node: fx.Node) -> str:
-    return node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-
-
 def _chain(start: fx.Node) -> tuple[fx.Node, list[fx.Node]] | None:
     """The view/reshape ending a run of single-user rearranging ops after ``start``."""
     chain, node = [], start
@@ -44,9 +42,9 @@ def _chain(start: fx.Node) -> tuple[fx.Node, list[fx.Node]] | None:
         user = next(iter(node.users))
         if user.op not in ("call_method", "call_function") or not user.args or user.args[0] is not node:
             return None
-        if _name(user) in ("view", "reshape"):
+        if op_name(user) in ("view", "reshape"):
             return user, chain
-        if _name(user) not in _REARRANGE:
+        if op_name(user) not in _REARRANGE:
             return None
         chain.append(user)
         node = user
@@ -54,9 +52,7 @@ def _chain(start: fx.Node) -> tuple[fx.Node, list[fx.Node]] | None:
 
 
 def _apply(node: fx.Node, t: torch.Tensor) -> torch.Tensor:
-    from torchslim.graph.rules import _permute, _transpose
-
-    name = _name(node)
+    name = op_name(node)
     if name == "contiguous":
         return t
     return _permute(t, node) if name == "permute" else _transpose(t, node)

@@ -44,16 +44,20 @@ _SHAPE_OPS = {"view", "reshape", "transpose", "permute", "contiguous", "flatten"
               "swapdims", "squeeze", "unsqueeze"}
 
 
+def op_name(node: fx.Node) -> str:
+    """The method or function name a ``call_method`` / ``call_function`` node calls."""
+    return node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+
+
 def reshaped_from(node: Any, source: fx.Node, depth: int = 8) -> bool:
     """Whether ``node`` is ``source`` after shape ops only (the same channels, rearranged)."""
     while isinstance(node, fx.Node) and depth > 0:
         if node is source:
             return True
-        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-        if node.op not in ("call_method", "call_function") or name not in _SHAPE_OPS or not node.args:
+        if node.op not in ("call_method", "call_function") or op_name(node) not in _SHAPE_OPS or not node.args:
             return False
         node, depth = node.args[0], depth - 1
     return False
 
 
-__all__ = ["reshaped_from", "size_sources"]
+__all__ = ["op_name", "reshaped_from", "size_sources"]
