@@ -74,6 +74,7 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
     ray: evaluate candidates as Ray tasks (True: a local Ray or the one ``ray.init`` found;
         a string: the cluster address); needs ``pip install 'torchslim[ray]'``.
     """
+    arguments = dict(locals())  # exactly the call's arguments (the experiment run below repeats the call)
     say = _reporter(progress)
     t_start = time.perf_counter()
     if target is None:
@@ -97,14 +98,7 @@ def compress(model: nn.Module, example_input: Any, evaluate_fn: Callable[[nn.Mod
     cache = Path(cache_dir) if cache_dir is not None else None
     if experiment is not None and experiment.store is None:
         with experiment:  # holds the experiment's lock and records its status
-            result = compress(model, example_input, evaluate_fn, target, train_fn, algorithm=algorithm,
-                              algorithm_options=algorithm_options, proxy=proxy, short_term_fn=short_term_fn,
-                              pruner=pruner, op_types=op_types, exclude=exclude, max_sparsity=max_sparsity,
-                              latency_input=latency_input, threads=threads, latency_rounds=latency_rounds,
-                              tolerance=tolerance, max_rounds=max_rounds, quantize=quantize,
-                              calibration_data=calibration_data, cache_dir=cache, progress=progress,
-                              seed=seed, experiment=experiment, ray=ray)
-        return result
+            return compress(**{**arguments, "cache_dir": cache})
 
     dense = copy.deepcopy(model).eval()
     say("analysing the model (units, cost model)")
